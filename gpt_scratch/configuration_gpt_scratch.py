@@ -1,0 +1,131 @@
+"""Configuration of the from-scratch GPT: the book's field names, GPT-2's presets.
+
+This file imports only transformers, so `save_pretrained` can ship it to the Hub as remote code.
+"""
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+# The four GPT-2 sizes as OpenAI released them: query/key/value biases on, output head tied to the
+# token embedding, 50257-token vocabulary, 1024 positions.
+_GPT2_SIZES = {
+    "gpt2": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
+    "gpt2-medium": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
+    "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
+    "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+}
+_PRESET_ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
+PRESET_NAMES = tuple(_GPT2_SIZES) + tuple(_PRESET_ALIASES)
+
+# Written into every config.json, so a saved folder (with the code files `save_pretrained` copies beside
+# it) loads through the Auto classes with `trust_remote_code=True` where gpt_scratch is not installed.
+AUTO_MAP = {
+    "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
+    "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
+    "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
+}
+
+
+class GPTScratchConfig(PreTrainedConfig):
+    """Configuration of `GPTScratchModel` / `GPTScratchForCausalLM`.
+
+    The defaults are the book's `GPT_CONFIG_124M` (untied output head, no query/key/value bias);
+    `GPTScratchConfig.from_preset("gpt2")` gives GPT-2 as released. The book's seed spelling
+    `dropout=` is accepted for `drop_rate`, and the standard transformers names (`hidden_size`,
+    `num_attention_heads`, `num_hidden_layers`, `max_position_embeddings`) read and write the
+    book's fields.
+
+    Raises:
+        ValueError: a size that is not a positive integer, `emb_dim` not divisible by `n_heads`,
+            `drop_rate` outside [0, 1), a non-positive `layer_norm_eps`/`initializer_range`, or a
+            special token id outside [0, vocab_size).
+    """
+
+    model_type = "gpt_scratch"
+    _auto_class = "AutoConfig"  # save_pretrained copies this file beside config.json
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {
+        "hidden_size": "emb_dim",
+        "num_attention_heads": "n_heads",
+        "num_hidden_layers": "n_layers",
+        "max_position_embeddings": "context_length",
+    }
+
+    vocab_size: int = 50257
+    context_length: int = 1024
+    emb_dim: int = 768
+    n_heads: int = 12
+    n_layers: int = 12
+    drop_rate: float = 0.1
+    qkv_bias: bool = False
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+    use_cache: bool = True
+    bos_token_id: int | None = 50256
+    eos_token_id: int | None = 50256
+    pad_token_id: int | None = 50256
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        # The book's seed dict spells the dropout rate `dropout` in some chapters.
+        if "dropout" in kwargs:
+            dropout = kwargs.pop("dropout")
+            if self.drop_rate not in (0.1, dropout):
+                raise ValueError(f"got both drop_rate={self.drop_rate} and dropout={dropout}; pass only one")
+            self.drop_rate = dropout
+        kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        super().__post_init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(
+                f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads}) so every head "
+                f"gets emb_dim // n_heads channels"
+            )
+        if isinstance(self.drop_rate, bool) or not isinstance(self.drop_rate, (int, float)):
+            raise ValueError(f"drop_rate must be a number in [0, 1), got {self.drop_rate!r}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        for name in ("qkv_bias", "tie_word_embeddings", "use_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value < self.vocab_size):
+                raise ValueError(
+                    f"{name} must be None or an integer in [0, {self.vocab_size}) (the vocabulary), got {value!r};"
+                    f" a vocabulary smaller than GPT-2's needs its own {name}"
+                )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "GPTScratchConfig":
+        """GPT-2 as OpenAI released it: "gpt2"/"124M", "gpt2-medium"/"355M", "gpt2-large"/"774M",
+        "gpt2-xl"/"1558M". Keyword overrides (e.g. `drop_rate=0.0`) apply on top.
+
+        Raises:
+            ValueError: an unknown preset name (the message lists the valid ones).
+        """
+        key = _PRESET_ALIASES.get(name, name)
+        if key not in _GPT2_SIZES:
+            raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESET_NAMES)}")
+        fields = {"vocab_size": 50257, "context_length": 1024, "drop_rate": 0.1, "qkv_bias": True,
+                  "tie_word_embeddings": True, **_GPT2_SIZES[key], **overrides}
+        return cls(**fields)
+
+    @property
+    def head_dim(self) -> int:
+        return self.emb_dim // self.n_heads
+
+
+__all__ = ["GPTScratchConfig", "PRESET_NAMES"]

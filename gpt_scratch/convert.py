@@ -1,0 +1,352 @@
+"""Weight conversion as data: transformers' GPT-2 <-> ours <-> the book's `GPTModel`.
+
+Each checkpoint format is one table of `Rule`s (our key template <-> their key template, plus whether
+the tensor is transposed or is one part of a fused query|key|value tensor), applied in either
+direction by `_convert`. Every source key must be used and every tensor must have the shape the
+model's dimensions imply; errors name the key.
+
+All functions are pure: state dict in, state dict out (tensors are shared, not copied, wherever no
+transpose/split/concatenation is needed).
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .configuration_gpt_scratch import GPTScratchConfig
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One tensor: `ours` <-> `theirs`, `{i}` standing for the block index.
+
+    transpose: they store (in, out), as GPT-2's `Conv1D` does; `nn.Linear` stores (out, in).
+    part: this tensor is part `part` of their fused query|key|value tensor, split along the output dim.
+    optional: the tensor may be absent (query/key/value biases when `qkv_bias=False`).
+    """
+
+    ours: str
+    theirs: str
+    transpose: bool = False
+    part: int | None = None
+    optional: bool = False
+
+
+_BLOCK = "model.trf_blocks.{i}"
+_H = "transformer.h.{i}"
+
+HF_GPT2_RULES: tuple[Rule, ...] = (
+    Rule("model.tok_emb.weight", "transformer.wte.weight"),
+    Rule("model.pos_emb.weight", "transformer.wpe.weight"),
+    Rule(f"{_BLOCK}.norm1.scale", f"{_H}.ln_1.weight"),
+    Rule(f"{_BLOCK}.norm1.shift", f"{_H}.ln_1.bias"),
+    Rule(f"{_BLOCK}.att.W_query.weight", f"{_H}.attn.c_attn.weight", transpose=True, part=0),
+    Rule(f"{_BLOCK}.att.W_key.weight", f"{_H}.attn.c_attn.weight", transpose=True, part=1),
+    Rule(f"{_BLOCK}.att.W_value.weight", f"{_H}.attn.c_attn.weight", transpose=True, part=2),
+    Rule(f"{_BLOCK}.att.W_query.bias", f"{_H}.attn.c_attn.bias", part=0, optional=True),
+    Rule(f"{_BLOCK}.att.W_key.bias", f"{_H}.attn.c_attn.bias", part=1, optional=True),
+    Rule(f"{_BLOCK}.att.W_value.bias", f"{_H}.attn.c_attn.bias", part=2, optional=True),
+    Rule(f"{_BLOCK}.att.out_proj.weight", f"{_H}.attn.c_proj.weight", transpose=True),
+    Rule(f"{_BLOCK}.att.out_proj.bias", f"{_H}.attn.c_proj.bias"),
+    Rule(f"{_BLOCK}.norm2.scale", f"{_H}.ln_2.weight"),
+    Rule(f"{_BLOCK}.norm2.shift", f"{_H}.ln_2.bias"),
+    Rule(f"{_BLOCK}.ff.layers.0.weight", f"{_H}.mlp.c_fc.weight", transpose=True),
+    Rule(f"{_BLOCK}.ff.layers.0.bias", f"{_H}.mlp.c_fc.bias"),
+    Rule(f"{_BLOCK}.ff.layers.2.weight", f"{_H}.mlp.c_proj.weight", transpose=True),
+    Rule(f"{_BLOCK}.ff.layers.2.bias", f"{_H}.mlp.c_proj.bias"),
+    Rule("model.final_norm.scale", "transformer.ln_f.weight"),
+    Rule("model.final_norm.shift", "transformer.ln_f.bias"),
+    Rule("lm_head.weight", "lm_head.weight"),
+)
+
+# The book's GPTModel uses our module names without the `model.` prefix, and calls the head `out_head`.
+BOOK_RULES: tuple[Rule, ...] = tuple(
+    Rule(r.ours, "out_head.weight" if r.ours == "lm_head.weight" else r.ours.removeprefix("model."),
+         optional=r.optional)
+    for r in HF_GPT2_RULES
+)
+
+# Buffers that carry no weights: GPT-2's old causal-mask buffers, the book's `att.mask`.
+_HF_IGNORED = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
+_BOOK_MASK = re.compile(r"^trf_blocks\.\d+\.att\.mask$")
+
+
+def _expected_shape(ours_key: str, vocab: int, positions: int, channels: int) -> tuple[int, ...]:
+    """The shape of one of our tensors, from the model's dimensions."""
+    suffix = re.sub(r"^model\.trf_blocks\.\d+\.", "", ours_key)
+    shapes = {
+        "model.tok_emb.weight": (vocab, channels),
+        "model.pos_emb.weight": (positions, channels),
+        "lm_head.weight": (vocab, channels),
+        "ff.layers.0.weight": (4 * channels, channels),
+        "ff.layers.0.bias": (4 * channels,),
+        "ff.layers.2.weight": (channels, 4 * channels),
+    }
+    if suffix in shapes:
+        return shapes[suffix]
+    if suffix.endswith(".weight") and "norm" not in suffix:
+        return (channels, channels)
+    return (channels,)
+
+
+def _their_shape(rule: Rule, ours_shape: tuple[int, ...]) -> tuple[int, ...]:
+    shape = list(ours_shape)
+    if rule.part is not None:
+        shape[0] *= 3
+    return tuple(reversed(shape)) if rule.transpose else tuple(shape)
+
+
+def _expand(rules: tuple[Rule, ...], n_layers: int) -> list[Rule]:
+    expanded = []
+    for rule in rules:
+        if "{i}" in rule.ours:
+            expanded += [Rule(rule.ours.format(i=i), rule.theirs.format(i=i), rule.transpose, rule.part,
+                              rule.optional) for i in range(n_layers)]
+        else:
+            expanded.append(rule)
+    return expanded
+
+
+def _n_layers(keys: list[str], pattern: str) -> int:
+    indices = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
+    if indices and indices != set(range(max(indices) + 1)):
+        missing = sorted(set(range(max(indices) + 1)) - indices)
+        raise ValueError(f"state dict has blocks up to {max(indices)} but none for block(s) {missing}")
+    return len(indices)
+
+
+def _dims(sd: Mapping[str, torch.Tensor], emb_key: str, pos_key: str) -> tuple[int, int, int]:
+    for key in (emb_key, pos_key):
+        if key not in sd:
+            raise ValueError(f"missing key {key!r}: not a state dict of this format")
+        if sd[key].ndim != 2:
+            raise ValueError(f"{key}: expected a 2-D tensor, found shape {tuple(sd[key].shape)}")
+    vocab, channels = sd[emb_key].shape
+    return vocab, sd[pos_key].shape[0], channels
+
+
+def _check_keys(found: set[str], expected: set[str], optional: set[str], fmt: str) -> None:
+    missing = sorted(expected - optional - found)
+    unexpected = sorted(found - expected)
+    if missing or unexpected:
+        parts = [f"missing keys: {missing}" if missing else "", f"unexpected keys: {unexpected}" if unexpected else ""]
+        raise ValueError(f"{fmt} state dict does not match: " + "; ".join(p for p in parts if p))
+
+
+def _check_shape(key: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != expected:
+        raise ValueError(f"{key}: expected shape {expected}, found {tuple(tensor.shape)}")
+
+
+def _to_ours(sd: Mapping[str, torch.Tensor], rules: list[Rule], dims: tuple[int, int, int], fmt: str) -> StateDict:
+    """Their state dict -> ours, checking every key and shape."""
+    _check_keys(set(sd), {r.theirs for r in rules}, {r.theirs for r in rules if r.optional}, fmt)
+    out: StateDict = {}
+    for rule in rules:
+        if rule.theirs not in sd:
+            continue
+        ours_shape = _expected_shape(rule.ours, *dims)
+        tensor = sd[rule.theirs]
+        _check_shape(rule.theirs, tensor, _their_shape(rule, ours_shape))
+        if rule.transpose:
+            tensor = tensor.t()
+        if rule.part is not None:
+            tensor = tensor.chunk(3, dim=0)[rule.part]
+        out[rule.ours] = tensor.contiguous() if (rule.transpose or rule.part is not None) else tensor
+    return out
+
+
+def _from_ours(sd: Mapping[str, torch.Tensor], rules: list[Rule], dims: tuple[int, int, int]) -> StateDict:
+    """Our state dict -> theirs, checking every key and shape; fused tensors are concatenated."""
+    _check_keys(set(sd), {r.ours for r in rules}, {r.ours for r in rules if r.optional}, "gpt_scratch")
+    parts: dict[str, list[tuple[Rule, torch.Tensor]]] = {}
+    for rule in rules:
+        if rule.ours not in sd:
+            continue
+        tensor = sd[rule.ours]
+        _check_shape(rule.ours, tensor, _expected_shape(rule.ours, *dims))
+        parts.setdefault(rule.theirs, []).append((rule, tensor))
+    out: StateDict = {}
+    for theirs, pieces in parts.items():
+        rule = pieces[0][0]
+        if rule.part is not None:
+            if len(pieces) != 3:
+                names = sorted(r.ours for r, _ in pieces)
+                raise ValueError(f"{theirs} needs query, key and value tensors; found only {names}")
+            tensor = torch.cat([t for _, t in sorted(pieces, key=lambda p: p[0].part)], dim=0)
+        else:
+            tensor = pieces[0][1]
+        out[theirs] = tensor.t().contiguous() if rule.transpose else tensor
+    return out
+
+
+# ----- transformers GPT-2 (GPT2LMHeadModel) --------------------------------------------------------
+
+
+def from_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """A `GPT2LMHeadModel`/`GPT2Model` state dict (keys with or without `transformer.`) -> ours.
+
+    A missing `lm_head.weight` means the head is tied: it is set to the token embedding.
+
+    Raises:
+        ValueError: missing or unexpected keys (listed), or a tensor whose shape does not fit the model's
+            dimensions (key, expected, found).
+    """
+    sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in sd.items()}
+    sd = {k: v for k, v in sd.items() if not _HF_IGNORED.match(k)}
+    if "lm_head.weight" not in sd and "transformer.wte.weight" in sd:
+        sd["lm_head.weight"] = sd["transformer.wte.weight"]
+    dims = _dims(sd, "transformer.wte.weight", "transformer.wpe.weight")
+    n_layers = _n_layers(list(sd), r"^transformer\.h\.(\d+)\.")
+    return _to_ours(sd, _expand(HF_GPT2_RULES, n_layers), dims, "GPT-2")
+
+
+def to_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """Our state dict -> a `GPT2LMHeadModel` state dict.
+
+    GPT-2 always has query/key/value biases: a model without them (`qkv_bias=False`) gets zeros, which
+    compute the same thing. Pair with `config_to_hf_gpt2(config)` for the config.
+    """
+    sd = dict(sd)
+    dims = _dims(sd, "model.tok_emb.weight", "model.pos_emb.weight")
+    n_layers = _n_layers(list(sd), r"^model\.trf_blocks\.(\d+)\.")
+    for i in range(n_layers):
+        for name in ("W_query", "W_key", "W_value"):
+            key = f"model.trf_blocks.{i}.att.{name}.bias"
+            if key not in sd:
+                sd[key] = torch.zeros_like(sd["model.tok_emb.weight"][0])
+    return _from_ours(sd, _expand(HF_GPT2_RULES, n_layers), dims)
+
+
+def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
+    """A transformers `GPT2Config` (or its dict) -> our config.
+
+    GPT-2 has three dropout rates (embeddings, attention, residual); the book's model has one, so
+    `resid_pdrop` is used and the others must agree with it.
+
+    Raises:
+        ValueError: a GPT-2 variant this architecture does not implement (cross-attention, another
+            activation, a feed-forward width other than 4x, attention scaled by layer index, ...).
+    """
+    c = gpt2_config.to_dict() if hasattr(gpt2_config, "to_dict") else dict(gpt2_config)
+    n_embd = c.get("n_embd", 768)
+    unsupported = {
+        "add_cross_attention": (c.get("add_cross_attention", False), False),
+        "scale_attn_by_inverse_layer_idx": (c.get("scale_attn_by_inverse_layer_idx", False), False),
+        "scale_attn_weights": (c.get("scale_attn_weights", True), True),
+    }
+    for name, (value, wanted) in unsupported.items():
+        if value != wanted:
+            raise ValueError(f"GPT-2 config has {name}={value}; only {name}={wanted} is supported")
+    if c.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
+        raise ValueError(
+            f"GPT-2 config has activation_function={c['activation_function']!r}; only the tanh GELU "
+            f"('gelu_new' or 'gelu_pytorch_tanh') is supported"
+        )
+    if c.get("n_inner") not in (None, 4 * n_embd):
+        raise ValueError(f"GPT-2 config has n_inner={c['n_inner']}; only None or 4 * n_embd ({4 * n_embd}) is supported")
+    rates = {name: c.get(name, 0.1) for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+    if len(set(rates.values())) > 1:
+        raise ValueError(f"GPT-2 config has different dropout rates {rates}; this model has one drop_rate")
+    eos = c.get("eos_token_id", 50256)
+    return GPTScratchConfig(
+        vocab_size=c.get("vocab_size", 50257),
+        context_length=c.get("n_positions", 1024),
+        emb_dim=n_embd,
+        n_heads=c.get("n_head", 12),
+        n_layers=c.get("n_layer", 12),
+        drop_rate=float(rates["resid_pdrop"]),
+        qkv_bias=True,
+        layer_norm_eps=c.get("layer_norm_epsilon", 1e-5),
+        initializer_range=c.get("initializer_range", 0.02),
+        tie_word_embeddings=c.get("tie_word_embeddings", True),
+        bos_token_id=c.get("bos_token_id", 50256),
+        eos_token_id=eos,
+        pad_token_id=c.get("pad_token_id") if c.get("pad_token_id") is not None else eos,
+    )
+
+
+def config_to_hf_gpt2(config: GPTScratchConfig) -> Any:
+    """Our config -> a transformers `GPT2Config` describing the same network."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=config.vocab_size,
+        n_positions=config.context_length,
+        n_embd=config.emb_dim,
+        n_head=config.n_heads,
+        n_layer=config.n_layers,
+        resid_pdrop=config.drop_rate,
+        embd_pdrop=config.drop_rate,
+        attn_pdrop=config.drop_rate,
+        layer_norm_epsilon=config.layer_norm_eps,
+        initializer_range=config.initializer_range,
+        activation_function="gelu_new",
+        tie_word_embeddings=config.tie_word_embeddings,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+
+
+# ----- the book's GPTModel ----------------------------------------------------------------------------
+
+
+def from_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """A state dict of the book's `GPTModel` -> ours (its `att.mask` buffers are dropped).
+
+    Raises:
+        ValueError: missing or unexpected keys (listed), or a shape that does not fit (key, expected, found).
+    """
+    sd = {k: v for k, v in sd.items() if not _BOOK_MASK.match(k)}
+    dims = _dims(sd, "tok_emb.weight", "pos_emb.weight")
+    n_layers = _n_layers(list(sd), r"^trf_blocks\.(\d+)\.")
+    return _to_ours(sd, _expand(BOOK_RULES, n_layers), dims, "book GPTModel")
+
+
+def to_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
+    """Our state dict -> the book's `GPTModel` (with its causal-mask buffers, so `strict=True` loads work).
+
+    The book's model never ties its head, so a tied model's `out_head.weight` is the token embedding.
+    """
+    dims = _dims(sd, "model.tok_emb.weight", "model.pos_emb.weight")
+    n_layers = _n_layers(list(sd), r"^model\.trf_blocks\.(\d+)\.")
+    out = _from_ours(sd, _expand(BOOK_RULES, n_layers), dims)
+    positions = dims[1]
+    mask = torch.triu(torch.ones(positions, positions), diagonal=1)
+    for i in range(n_layers):
+        out[f"trf_blocks.{i}.att.mask"] = mask
+    return out
+
+
+def config_from_book(cfg: Mapping[str, Any]) -> GPTScratchConfig:
+    """The book's config dict (e.g. `GPT_CONFIG_124M`, with `drop_rate` or `dropout`) -> our config."""
+    known = {"vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "dropout", "qkv_bias"}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"unknown keys in the book's config: {unknown}; expected some of {sorted(known)}")
+    return GPTScratchConfig(**cfg, tie_word_embeddings=False)
+
+
+def config_to_book(config: GPTScratchConfig) -> dict[str, Any]:
+    """Our config -> the book's config dict."""
+    return {
+        "vocab_size": config.vocab_size,
+        "context_length": config.context_length,
+        "emb_dim": config.emb_dim,
+        "n_heads": config.n_heads,
+        "n_layers": config.n_layers,
+        "drop_rate": config.drop_rate,
+        "qkv_bias": config.qkv_bias,
+    }
+
+
+__all__ = [
+    "Rule", "HF_GPT2_RULES", "BOOK_RULES", "from_hf_gpt2", "to_hf_gpt2", "config_from_hf_gpt2",
+    "config_to_hf_gpt2", "from_book", "to_book", "config_from_book", "config_to_book",
+]

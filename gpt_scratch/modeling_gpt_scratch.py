@@ -1,0 +1,437 @@
+"""The GPT of *Build a Large Language Model (From Scratch)*, ch. 4, as a transformers model.
+
+Read top-down: LayerNorm, GELU and FeedForward, then attention, the transformer block, the base model
+(embeddings -> blocks -> final norm) and the causal LM head. Module names follow the book (`tok_emb`,
+`trf_blocks`, `att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers recognise every part; the
+plumbing (KV cache, masks, attention kernels, output capture) is transformers 5's standard machinery.
+
+This file imports only torch, transformers and the configuration, so `save_pretrained` can ship it
+to the Hub as remote code.
+"""
+
+import json
+import math
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
+from transformers.utils import can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_gpt_scratch import GPTScratchConfig
+
+
+class LayerNorm(nn.Module):
+    """The book's LayerNorm (trainable `scale` and `shift`), computed by the fused kernel."""
+
+    def __init__(self, emb_dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Same maths as the book's (x - mean) / sqrt(biased var + eps) * scale + shift, in one kernel.
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class GELU(nn.Module):
+    """GELU with the tanh approximation, as GPT-2 was trained with (transformers' "gelu_new")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(x, approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """Expand to 4x the embedding width, GELU, project back."""
+
+    def __init__(self, config: GPTScratchConfig):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(config.emb_dim, 4 * config.emb_dim),
+            GELU(),
+            nn.Linear(4 * config.emb_dim, config.emb_dim),
+        )
+        self.layers[2].writes_residual = True  # scaled initialisation, see _init_weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+# Shapes in attention: B batch, T new tokens, S tokens attended to (cached + new), H heads, D head dim,
+# C channels (C = H * D).
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled dot-product attention written out, as in the book; returns (B, T, H, D) and the weights."""
+    attn_scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)
+    if attention_mask is not None:
+        # create_causal_mask gives an additive mask: 0 where allowed, dtype-min where masked (future or padding).
+        attn_scores = attn_scores + attention_mask
+    attn_weights = torch.softmax(attn_scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    context = torch.matmul(attn_weights, value)  # (B, H, T, S) @ (B, H, S, D) -> (B, H, T, D)
+    return context.transpose(1, 2), attn_weights  # (B, T, H, D)
+
+
+class MultiHeadAttention(nn.Module):
+    """Causal multi-head self-attention with separate query/key/value projections (the book's ch. 3).
+
+    The causal mask comes from `create_causal_mask` (so padding and the KV cache are handled), and the
+    kernel from the transformers attention registry: "eager" above, "sdpa", flash or a serving engine's.
+    """
+
+    def __init__(self, config: GPTScratchConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.n_heads
+        self.head_dim = config.emb_dim // config.n_heads
+        self.num_key_value_groups = 1  # every head has its own keys and values
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.drop_rate
+        self.is_causal = True
+
+        self.W_query = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_key = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_value = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
+        self.out_proj.writes_residual = True  # scaled initialisation, see _init_weights
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, channels = hidden_states.shape
+        heads_shape = (batch, tokens, self.num_heads, self.head_dim)
+        queries = self.W_query(hidden_states).view(heads_shape).transpose(1, 2)  # (B, T, C) -> (B, H, T, D)
+        keys = self.W_key(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
+        values = self.W_value(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
+
+        if past_key_values is not None:
+            # Append this step's keys/values to the cache and attend to all of them: (B, H, S, D).
+            keys, values = past_key_values.update(keys, values, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        context, attn_weights = attention_interface(
+            self,
+            queries,
+            keys,
+            values,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        context = context.reshape(batch, tokens, channels).contiguous()  # (B, T, H, D) -> (B, T, C)
+        return self.out_proj(context), attn_weights
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm block: x + drop(att(norm1(x))), then x + drop(ff(norm2(x)))."""
+
+    def __init__(self, config: GPTScratchConfig, layer_idx: int):
+        super().__init__()
+        self.norm1 = LayerNorm(config.emb_dim, eps=config.layer_norm_eps)
+        self.att = MultiHeadAttention(config, layer_idx)
+        self.norm2 = LayerNorm(config.emb_dim, eps=config.layer_norm_eps)
+        self.ff = FeedForward(config)
+        self.drop_shortcut = nn.Dropout(config.drop_rate)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        shortcut = hidden_states
+        attn_output, _ = self.att(self.norm1(hidden_states), attention_mask, past_key_values, **kwargs)
+        hidden_states = shortcut + self.drop_shortcut(attn_output)
+
+        shortcut = hidden_states
+        hidden_states = shortcut + self.drop_shortcut(self.ff(self.norm2(hidden_states)))
+        return hidden_states
+
+
+class GPTScratchPreTrainedModel(PreTrainedModel):
+    config_class = GPTScratchConfig
+    config: GPTScratchConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TransformerBlock"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_flash_attn = True
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    _can_record_outputs = {"hidden_states": TransformerBlock, "attentions": MultiHeadAttention}
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorm scales."""
+        super()._init_weights(module)
+        if isinstance(module, LayerNorm):
+            init.ones_(module.scale)
+            init.zeros_(module.shift)
+        elif getattr(module, "writes_residual", False):
+            # GPT-2 paper, sec. 2.3: each block adds two residual branches (attention and feed-forward) onto
+            # the same stream, so the projections that write into it start 1/sqrt(2 * n_layers) smaller and
+            # the stream's variance stays flat with depth (as in OpenAI's and Megatron-LM's code).
+            std = self.config.initializer_range / math.sqrt(2 * self.config.n_layers)
+            init.normal_(module.weight, mean=0.0, std=std)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """transformers' `from_pretrained`; a local checkpoint that fails to load (truncated or corrupt
+        safetensors, shapes that do not fit the config) raises a ValueError naming the file and tensor."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as err:
+            folder = Path(pretrained_model_name_or_path)
+            if not folder.is_dir():
+                raise
+            config = kwargs.get("config")
+            if not isinstance(config, GPTScratchConfig):
+                config = GPTScratchConfig.from_pretrained(folder)
+            with torch.device("meta"):
+                expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+            for path in sorted(folder.glob("*.safetensors")):
+                if (problem := _safetensors_problem(path, expected)) is not None:
+                    raise ValueError(problem) from err
+            raise
+
+
+def _safetensors_problem(path: Path, expected: dict[str, tuple[int, ...]]) -> str | None:
+    """What is wrong with one safetensors file (unreadable, truncated, a tensor of the wrong shape), or None.
+
+    Reads only the header (8-byte length + JSON), with the standard library.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                return f"{path}: truncated or corrupt (header of {header_len} bytes in a {size}-byte file)"
+            header = json.loads(f.read(header_len))
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{path}: not a readable safetensors file ({err})"
+    data_size = size - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        end = info.get("data_offsets", [0, 0])[1]
+        if end > data_size:
+            return f"{path}: truncated: tensor {name!r} ends at byte {end} of the data, but only {data_size} are there"
+        want = expected.get(name, expected.get(name.removeprefix("model.")))
+        if want is not None and tuple(info.get("shape", ())) != want:
+            return (f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, but the config needs {want} "
+                    f"(does config.json belong to these weights?)")
+    return None
+
+
+def _check_inputs(
+    config: GPTScratchConfig,
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    position_ids: torch.Tensor | None,
+    past_seen: int,
+) -> None:
+    """Reject what would otherwise fail deep inside torch (an IndexError in an embedding, say)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    if input_ids is not None:
+        if not isinstance(input_ids, torch.Tensor):
+            raise ValueError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise ValueError(f"input_ids must be an integer tensor (torch.long), got dtype {input_ids.dtype}")
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape (batch, seq_len), got shape {tuple(input_ids.shape)}")
+        if input_ids.numel() and bool(((input_ids < 0) | (input_ids >= config.vocab_size)).any()):
+            bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
+            raise ValueError(f"token id {bad} is outside the vocabulary [0, {config.vocab_size})")
+        tokens = input_ids.shape[1]
+    else:
+        if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != config.emb_dim:
+            raise ValueError(
+                f"inputs_embeds must have shape (batch, seq_len, {config.emb_dim}), "
+                f"got shape {tuple(inputs_embeds.shape)}"
+            )
+        tokens = inputs_embeds.shape[1]
+    if position_ids is None:
+        if past_seen + tokens > config.context_length:
+            raise ValueError(
+                f"sequence of {past_seen + tokens} tokens ({past_seen} cached + {tokens} new) is longer than "
+                f"the context length {config.context_length}"
+            )
+    elif position_ids.numel() and bool(((position_ids < 0) | (position_ids >= config.context_length)).any()):
+        raise ValueError(
+            f"position ids must lie in [0, {config.context_length}) (the context length), got values from "
+            f"{position_ids.min().item()} to {position_ids.max().item()}"
+        )
+
+
+class GPTScratchModel(GPTScratchPreTrainedModel):
+    """Token + position embeddings, dropout, the transformer blocks and the final LayerNorm.
+
+    Returns hidden states of shape (batch, seq_len, emb_dim).
+    """
+
+    _auto_class = "AutoModel"  # save_pretrained copies the code files beside the weights
+
+    def __init__(self, config: GPTScratchConfig):
+        super().__init__(config)
+        self.tok_emb = nn.Embedding(config.vocab_size, config.emb_dim)
+        self.pos_emb = nn.Embedding(config.context_length, config.emb_dim)
+        self.drop_emb = nn.Dropout(config.drop_rate)
+        self.trf_blocks = nn.ModuleList([TransformerBlock(config, i) for i in range(config.n_layers)])
+        self.final_norm = LayerNorm(config.emb_dim, eps=config.layer_norm_eps)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_emb
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.tok_emb = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """Raises ValueError for token ids outside [0, vocab_size), positions past `context_length`,
+        or inputs of the wrong dtype or rank."""
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache(config=self.config)
+        past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if not torch.compiler.is_compiling():  # the checks read tensor values: skip them inside a graph
+            _check_inputs(self.config, input_ids, inputs_embeds, position_ids, int(past_seen))
+
+        if inputs_embeds is None:
+            inputs_embeds = self.tok_emb(input_ids)  # (B, T) -> (B, T, C)
+        if position_ids is None:
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen
+            position_ids = position_ids.unsqueeze(0)  # (1, T)
+        # Under left padding, generate() derives position_ids from the attention mask, so each
+        # sequence's first real token sits at position 0 whatever padding precedes it.
+        hidden_states = self.drop_emb(inputs_embeds + self.pos_emb(position_ids))  # (B, T, C)
+
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            position_ids=position_ids,
+        )
+        for block in self.trf_blocks:
+            hidden_states = block(hidden_states, causal_mask, past_key_values, position_ids=position_ids, **kwargs)
+        hidden_states = self.final_norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+
+
+class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
+    """The base model plus a linear output head over the vocabulary.
+
+    With `tie_word_embeddings` (GPT-2's presets) the head shares the token embedding's matrix, as
+    OpenAI trained GPT-2 (Press & Wolf, 2017); the book's default config keeps them separate.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.tok_emb.weight"}
+    _auto_class = "AutoModelForCausalLM"  # save_pretrained copies the code files beside the weights
+
+    def __init__(self, config: GPTScratchConfig):
+        super().__init__(config)
+        self.model = GPTScratchModel(config)
+        self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Logits of shape (batch, seq_len, vocab_size) (only the last `logits_to_keep` positions if set);
+        `labels` (batch, seq_len), with -100 for ignored positions, give the shifted next-token loss."""
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)  # (B, T, C) -> (B, T, vocab_size)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
+        # Fail before any work when prompt + new tokens cannot fit the position embedding table.
+        super()._validate_generated_length(generation_config, input_ids_length, has_default_max_length)
+        if generation_config.max_length > self.config.context_length:
+            raise ValueError(
+                f"prompt ({input_ids_length} tokens) + new tokens would reach {generation_config.max_length} "
+                f"tokens, longer than the context length {self.config.context_length}; lower max_new_tokens "
+                f"to at most {self.config.context_length - input_ids_length}"
+            )
+
+
+__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM"]

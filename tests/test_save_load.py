@@ -1,0 +1,153 @@
+"""save_pretrained / from_pretrained: safetensors only, tying, sharding, dtypes, clear errors, remote code."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors import safe_open
+from torch.testing import assert_close
+from transformers import AutoModel, AutoModelForCausalLM
+
+from gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_saves_safetensors_config_with_auto_map_and_code(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    assert _files(tmp_path) == ["config.json", "configuration_gpt_scratch.py", "generation_config.json",
+                                "model.safetensors", "modeling_gpt_scratch.py"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == "gpt_scratch"
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
+        "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
+        "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
+    }
+    input_ids = torch.randint(0, 50257, (2, 9))
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is GPTScratchForCausalLM
+    assert torch.equal(loaded(input_ids).logits, tiny_model(input_ids).logits)
+    base = AutoModel.from_pretrained(tmp_path)
+    assert type(base) is GPTScratchModel
+    assert torch.equal(base.tok_emb.weight, tiny_model.model.tok_emb.weight)
+
+
+def test_tied_weights_save_once_and_retie_on_load(tmp_path):
+    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=True, qkv_bias=True))
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        keys = set(f.keys())
+    assert "model.tok_emb.weight" in keys and "lm_head.weight" not in keys
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.tok_emb.weight
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+
+
+def test_untied_head_is_saved(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert torch.equal(f.get_tensor("lm_head.weight"), tiny_model.lm_head.weight)
+
+
+def test_sharded_checkpoint_round_trips(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path, max_shard_size="2MB")
+    shards = sorted(p.name for p in tmp_path.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == set(shards)
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path)
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_round_trips(tmp_path, tiny_model, dtype):
+    tiny_model.to(dtype).save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert f.get_tensor("model.tok_emb.weight").dtype == dtype
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path, dtype=dtype)
+    assert loaded.dtype == dtype
+    for key, value in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    input_ids = torch.randint(0, 50257, (1, 5))
+    assert loaded(input_ids).logits.dtype == dtype
+
+
+def test_weights_that_do_not_fit_the_config_name_file_and_tensor(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["emb_dim"] = 64
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"model\.safetensors: tensor '[\w.]+' has shape \(\d+, 32\), "
+                                         r"but the config needs \(\d+, 64\)"):
+        GPTScratchForCausalLM.from_pretrained(tmp_path)
+
+
+def test_truncated_or_corrupt_safetensors_name_the_file(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"model\.safetensors: truncated: tensor '[\w.]+' ends at byte"):
+        GPTScratchForCausalLM.from_pretrained(tmp_path)
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}" + data[16:])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable safetensors file"):
+        GPTScratchForCausalLM.from_pretrained(tmp_path)
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["gpt_scratch"] = None  # make sure the installed package cannot be used
+    try:
+        import gpt_scratch  # noqa: F401
+        raise SystemExit("gpt_scratch is importable")
+    except ImportError:
+        pass
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    folder = sys.argv[1]
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    assert type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__name__ == "GPTScratchConfig"
+    assert type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__ == "GPTScratchModel"
+    expected = torch.load(folder + "/expected.pt")
+    logits = model(expected["input_ids"]).logits
+    torch.testing.assert_close(logits, expected["logits"], atol=0, rtol=0)
+    generated = model.generate(expected["input_ids"], max_new_tokens=8, do_sample=False, pad_token_id=50256)
+    assert torch.equal(generated, expected["generated"]), (generated, expected["generated"])
+    print("REMOTE OK")
+    """
+)
+
+
+def test_loads_with_trust_remote_code_where_gpt_scratch_is_not_installed(tmp_path):
+    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=True, qkv_bias=True)).eval()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    input_ids = torch.randint(0, 50257, (1, 6))
+    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=50256)
+    torch.save({"input_ids": input_ids, "logits": model(input_ids).logits.detach(), "generated": generated},
+               folder / "expected.pt")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REMOTE OK" in result.stdout
+    assert (tmp_path / "hf_home" / "modules" / "transformers_modules").is_dir()
+
+
+def test_from_pretrained_config_override_keeps_weights(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path)
+    loaded = GPTScratchForCausalLM.from_pretrained(tmp_path, drop_rate=0.2)
+    assert loaded.config.drop_rate == 0.2
+    assert_close(loaded.lm_head.weight, tiny_model.lm_head.weight)
