@@ -6,7 +6,7 @@
 
 from .configuration_gpt_scratch import PRESET_NAMES, GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
-# TOKENIZER-IMPORT
+from .tokenization_gpt_scratch import load_tokenizer
 
 __version__ = "0.1.0"
 
@@ -15,10 +15,12 @@ def register() -> None:
     """Register `gpt_scratch` with AutoConfig, AutoModel, AutoModelForCausalLM and AutoTokenizer."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+    from .tokenization_gpt_scratch import register_auto_tokenizer
+
     AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
     AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
     AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
-    # TOKENIZER-REGISTER
+    register_auto_tokenizer()
 
 
 register()

@@ -1,0 +1,219 @@
+"""GPT-2's tokenizer as a plain transformers tokenizer, built from tiktoken's ranks.
+
+tiktoken's "gpt2" encoding is the source of truth. Its ranks become a `tokenizers` byte-level BPE
+through transformers' own `TikTokenConverter`, given GPT-2's split pattern, and the result is wrapped
+in `TokenizersBackend` (alias `PreTrainedTokenizerFast`). `save_pretrained` therefore writes only
+`tokenizer.json` + `tokenizer_config.json`, which `AutoTokenizer` loads without any custom code.
+"""
+
+import base64
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from tokenizers import Tokenizer
+from transformers import TokenizersBackend
+from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
+
+__all__ = [
+    "ENDOFTEXT",
+    "GPT2_SPLIT_PATTERN",
+    "GPT2_TIKTOKEN_SHA256",
+    "load_tokenizer",
+    "register_auto_tokenizer",
+]
+
+# sha256 of OpenAI's r50k_base.tiktoken, the same hash tiktoken_ext/openai_public.py pins.
+GPT2_TIKTOKEN_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+
+# The pattern of OpenAI's GPT-2 release (tiktoken's r50k_pat_str is an equivalent, faster spelling).
+# TikTokenConverter's default is the cl100k-style pattern: case-insensitive contractions ("DON'T"),
+# digits in groups of three, punctuation that swallows newlines. None of that is GPT-2.
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+ENDOFTEXT = "<|endoftext|>"
+_NUM_RANKS = 50256  # mergeable tokens; <|endoftext|> comes after them, as id 50256
+_PACKAGED_RANKS = Path(__file__).with_name("gpt2.tiktoken")
+_EXPECTED_FILES = "a gpt2.tiktoken ranks file, or encoder.json with vocab.bpe beside it"
+
+
+def load_tokenizer(
+    path: str | os.PathLike | None = None,
+    *,
+    model_max_length: int = 1024,
+    expected_sha256: str | None = None,
+) -> TokenizersBackend:
+    """GPT-2's tokenizer: ids as tiktoken's "gpt2", `<|endoftext|>` (50256) as bos/eos/pad/unk, left padding.
+
+    `path` None reads the packaged gpt2.tiktoken, checked against `GPT2_TIKTOKEN_SHA256`. Otherwise
+    `path` is a gpt2.tiktoken file, a folder holding gpt2.tiktoken or encoder.json + vocab.bpe, or an
+    encoder.json with vocab.bpe beside it. `expected_sha256`, if given, is checked against the
+    gpt2.tiktoken file read. `model_max_length` should be the model's context_length.
+
+    The `tokenizers` backend is built once per file and process; each call returns a fresh wrapper.
+
+    Raises:
+        FileNotFoundError: `path` does not exist, or a folder lacks the expected files.
+        ValueError: a hash mismatch, a file that is not GPT-2's BPE, or `model_max_length` < 1.
+        TypeError: `model_max_length` is not an int.
+    """
+    if isinstance(model_max_length, bool) or not isinstance(model_max_length, int):
+        raise TypeError(f"model_max_length must be an int, got {model_max_length!r}")
+    if model_max_length < 1:
+        raise ValueError(f"model_max_length must be the context length, >= 1; got {model_max_length}")
+    if path is None:
+        files = (_PACKAGED_RANKS,)
+        expected_sha256 = expected_sha256 or GPT2_TIKTOKEN_SHA256
+        if not _PACKAGED_RANKS.is_file():
+            raise FileNotFoundError(
+                f"the packaged ranks {_PACKAGED_RANKS} are missing (expected sha256 {expected_sha256}); "
+                f"reinstall gpt_scratch or pass the path of a gpt2.tiktoken"
+            )
+    else:
+        files = _locate(Path(path))
+    if expected_sha256 is not None and len(files) != 1:
+        raise ValueError(f"expected_sha256 checks a gpt2.tiktoken file; {path} is encoder.json + vocab.bpe")
+    # Size and mtime in the cache key, so a file rewritten in place is read again.
+    fingerprint = tuple((str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
+    backend = _cached_backend(fingerprint, expected_sha256)
+    return TokenizersBackend(
+        tokenizer_object=backend,  # deep-copied by TokenizersBackend, so the cached backend stays pristine
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,  # as GPT2Tokenizer; byte-level BPE never needs it
+        pad_token=ENDOFTEXT,  # GPT-2 has no pad token; the attention mask hides padding anyway
+        model_max_length=model_max_length,
+        # Generation appends to the right end, so batched prompts must end there: pad on the left.
+        padding_side="left",
+        # Written to tokenizer_config.json for older transformers, whose default True rewrote " ." as "."
+        # on decode (transformers 5 skips the cleanup for BPE anyway).
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def register_auto_tokenizer() -> None:
+    """Map `GPTScratchConfig` to the tokenizer class in `AutoTokenizer` (safe to call repeatedly)."""
+    # Imported here: the config may not be needed by tokenizer users, and AutoTokenizer pulls in torch.
+    from transformers import AutoTokenizer
+
+    from .configuration_gpt_scratch import GPTScratchConfig
+
+    AutoTokenizer.register(GPTScratchConfig, tokenizer_class=TokenizersBackend, exist_ok=True)
+
+
+def _locate(path: Path) -> tuple[Path, ...]:
+    """(gpt2.tiktoken,) or (encoder.json, vocab.bpe) for a user-given file or folder."""
+    if path.is_dir():
+        if (path / "gpt2.tiktoken").is_file():
+            return (path / "gpt2.tiktoken",)
+        if (path / "encoder.json").is_file() and (path / "vocab.bpe").is_file():
+            return (path / "encoder.json", path / "vocab.bpe")
+        raise FileNotFoundError(f"{path} holds neither gpt2.tiktoken nor encoder.json + vocab.bpe")
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file or folder: {path} (expected {_EXPECTED_FILES})")
+    if path.suffix == ".json":
+        merges = path.with_name("vocab.bpe")
+        if not merges.is_file():
+            raise FileNotFoundError(f"{path} is an encoder.json, but {merges} (its merges) does not exist")
+        return (path, merges)
+    return (path,)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_backend(fingerprint: tuple[tuple[str, int, int], ...], expected_sha256: str | None) -> Tokenizer:
+    """The converted `tokenizers.Tokenizer` for the files in `fingerprint`; raises as `load_tokenizer`."""
+    files = [Path(name) for name, _, _ in fingerprint]
+    if len(files) == 1:
+        ranks = _read_tiktoken_ranks(files[0], expected_sha256)
+    else:
+        ranks = _read_data_gym_ranks(*files)
+    converter = _RanksConverter(ranks, pattern=GPT2_SPLIT_PATTERN, extra_special_tokens=[ENDOFTEXT])
+    return converter.converted()
+
+
+class _RanksConverter(TikTokenConverter):
+    """TikTokenConverter fed ranks already in memory.
+
+    Its own loader goes through tiktoken's download cache: it copies local files into the cache
+    directory (an error when TIKTOKEN_CACHE_DIR is read-only) and serves a stale copy if the file
+    changes later.
+    """
+
+    def __init__(self, ranks: dict[bytes, int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ranks = ranks
+
+    def load_tiktoken_bpe(self, tiktoken_url: str | None) -> dict[bytes, int]:
+        return self.ranks
+
+
+def _read_tiktoken_ranks(path: Path, expected_sha256: str | None) -> dict[bytes, int]:
+    """Parse "<base64 token> <rank>" lines, after checking the file's sha256 if one is expected."""
+    data = path.read_bytes()
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256.lower():
+            raise ValueError(
+                f"{path} has sha256 {actual}, expected {expected_sha256}: the file is corrupted or not "
+                f"GPT-2's ranks; restore it from tiktoken's r50k_base.tiktoken or reinstall gpt_scratch"
+            )
+    ranks = {}
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError as error:  # binascii.Error is a ValueError too
+            raise ValueError(
+                f"{path} line {number} is {line[:60]!r}, not '<base64 token> <rank>'; "
+                f"expected {_EXPECTED_FILES}"
+            ) from error
+    _check_ranks(ranks, str(path))
+    return ranks
+
+
+def _read_data_gym_ranks(encoder_path: Path, merges_path: Path) -> dict[bytes, int]:
+    """tiktoken ranks from GPT-2's original encoder.json (token -> id) and vocab.bpe (merges in order)."""
+    # GPT-2 spells bytes as printable characters (bytes_to_unicode); undo that to get raw bytes.
+    byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+    try:
+        encoder = json.loads(encoder_path.read_text(encoding="utf-8"))
+        encoder.pop(ENDOFTEXT, None)  # the special token, not a mergeable one
+        ranks = {bytes(byte_of[char] for char in token): int(i) for token, i in encoder.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"{encoder_path} is not GPT-2's encoder.json (a JSON object of byte-level tokens -> ids)"
+        ) from error
+    _check_ranks(ranks, str(encoder_path))
+    # tiktoken merges by rank, so the ids must follow vocab.bpe's merge order: merge i makes id 256 + i.
+    lines = merges_path.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].startswith("#version"):
+        raise ValueError(f"{merges_path} is not GPT-2's vocab.bpe: expected a '#version' first line")
+    merges = [line for line in lines[1:] if line]
+    for rank, line in enumerate(merges, start=256):
+        merged = line.replace(" ", "", 1)  # "Ġ t" -> "Ġt"
+        if (
+            line.count(" ") != 1
+            or any(char not in byte_of for char in merged)
+            or ranks.get(bytes(byte_of[char] for char in merged)) != rank
+        ):
+            raise ValueError(
+                f"{merges_path} merge {line!r} does not make id {rank} of {encoder_path}: "
+                f"expected GPT-2's matching encoder.json + vocab.bpe"
+            )
+    return ranks
+
+
+def _check_ranks(ranks: dict[bytes, int], source: str) -> None:
+    """GPT-2's shape: ranks 0..50255 once each, and every single byte present so any text encodes."""
+    if sorted(ranks.values()) != list(range(_NUM_RANKS)):
+        raise ValueError(
+            f"{source} has {len(ranks)} tokens, ranks {min(ranks.values(), default=None)}.."
+            f"{max(ranks.values(), default=None)}; expected GPT-2's {_NUM_RANKS} ranks 0..{_NUM_RANKS - 1}"
+        )
+    missing = [byte for byte in range(256) if bytes([byte]) not in ranks]
+    if missing:
+        raise ValueError(f"{source} lacks single-byte tokens {missing[:8]}: byte-level BPE needs all 256")
