@@ -249,7 +249,9 @@ def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
             f"('gelu_new' or 'gelu_pytorch_tanh') is supported"
         )
     if c.get("n_inner") not in (None, 4 * n_embd):
-        raise ValueError(f"GPT-2 config has n_inner={c['n_inner']}; only None or 4 * n_embd ({4 * n_embd}) is supported")
+        raise ValueError(
+            f"GPT-2 config has n_inner={c['n_inner']}; only None or 4 * n_embd ({4 * n_embd}) is supported"
+        )
     rates = {name: c.get(name, 0.1) for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
     if len(set(rates.values())) > 1:
         raise ValueError(f"GPT-2 config has different dropout rates {rates}; this model has one drop_rate")
