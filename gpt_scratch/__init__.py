@@ -5,7 +5,9 @@
 """
 
 from .configuration_gpt_scratch import PRESET_NAMES, GPTScratchConfig
+from .data import TokenWindowDataset, collate_windows, tokenize_file
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
+from .scoring import SequenceScore, score_texts
 from .tokenization_gpt_scratch import load_tokenizer
 
 __version__ = "0.1.0"
@@ -33,4 +35,9 @@ __all__ = [
     "PRESET_NAMES",
     "load_tokenizer",
     "register",
+    "tokenize_file",
+    "TokenWindowDataset",
+    "collate_windows",
+    "score_texts",
+    "SequenceScore",
 ]

@@ -377,6 +377,11 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         self.model = GPTScratchModel(config)
         self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
         self.post_init()
+        # generate() defaults, saved as generation_config.json: <|endoftext|> ends and pads (from the config),
+        # and a bare generate() makes up to 256 new tokens (half the context for small models) rather than
+        # stopping at transformers' model-agnostic max_length of 20 with a warning.
+        self.generation_config.max_new_tokens = min(256, config.context_length // 2)
+        self.generation_config._from_model_config = False
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
