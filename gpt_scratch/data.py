@@ -14,6 +14,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .tokenization_gpt_scratch import load_tiktoken_encoding
+
 ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256
 
@@ -22,12 +24,6 @@ ENDOFTEXT_ID = 50256
 # contractions all stop at whitespace, and the whitespace run that starts there is split by looking
 # forward only, so encoding the two sides separately gives exactly the ids of encoding them together.
 _SAFE_CUT = re.compile(r"(?<=\S)\s")
-
-
-def _gpt2_encoding():
-    import tiktoken
-
-    return tiktoken.get_encoding("gpt2")
 
 
 def tokenize_file(
@@ -55,7 +51,7 @@ def tokenize_file(
     # newline="": the ids are of the bytes in the file; universal newlines would turn "\r\n" into "\n".
     if chunk_chars < 1:
         raise ValueError(f"chunk_chars must be >= 1, got {chunk_chars}")
-    encoding = _gpt2_encoding()
+    encoding = load_tiktoken_encoding()
     allowed = {ENDOFTEXT} if allow_endoftext else set()
     ids = array("H")  # GPT-2's 50,257 ids fit in 16 bits
     carry = ""

@@ -22,6 +22,7 @@ __all__ = [
     "GPT2_SPLIT_PATTERN",
     "GPT2_TIKTOKEN_SHA256",
     "load_tokenizer",
+    "load_tiktoken_encoding",
     "register_auto_tokenizer",
 ]
 
@@ -90,6 +91,21 @@ def load_tokenizer(
         # Written to tokenizer_config.json for older transformers, whose default True rewrote " ." as "."
         # on decode (transformers 5 skips the cleanup for BPE anyway).
         clean_up_tokenization_spaces=False,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def load_tiktoken_encoding():
+    """tiktoken's "gpt2" encoding built from the packaged, sha256-checked ranks: offline, no download cache.
+
+    The fast path for bulk tokenization (`gpt_scratch.tokenize_file`); ids equal `load_tokenizer()`'s.
+    """
+    import tiktoken
+    from tiktoken_ext.openai_public import r50k_pat_str  # GPT-2's pattern, spelled for tiktoken's regex engine
+
+    ranks = _read_tiktoken_ranks(_PACKAGED_RANKS, GPT2_TIKTOKEN_SHA256)
+    return tiktoken.Encoding(
+        "gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: _NUM_RANKS}
     )
 
 
