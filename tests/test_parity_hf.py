@@ -107,18 +107,56 @@ def test_cached_decoding_step_by_step_equals_full_forward(attn):
     assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
 
 
+@pytest.fixture(scope="module")
+def gpt2_124m():
+    """The real 124M preset, built once for the slow tests below."""
+    torch.manual_seed(0)
+    return hf_pair(GPTScratchConfig.from_preset("gpt2", drop_rate=0.0), "sdpa")
+
+
 @pytest.mark.slow
-def test_gpt2_124m_preset_parity():
-    """The real 124M preset, once: logits (eager and sdpa) and 32 greedy tokens."""
-    config = GPTScratchConfig.from_preset("gpt2", drop_rate=0.0)
-    hf, ours = hf_pair(config, "sdpa")
-    input_ids = torch.randint(0, 50257, (2, 64))
-    with torch.no_grad():
-        assert_close(ours(input_ids).logits, hf(input_ids).logits, atol=1e-4, rtol=0)
-        for model in (hf, ours):
-            model.set_attn_implementation("eager")
-        assert_close(ours(input_ids).logits, hf(input_ids).logits, atol=1e-4, rtol=0)
+def test_gpt2_124m_logits_for_eager_and_sdpa(gpt2_124m):
+    hf, ours = gpt2_124m
     assert ours.num_parameters() == hf.num_parameters() == 124_439_808
-    kwargs = dict(max_new_tokens=32, do_sample=False, pad_token_id=50256, eos_token_id=None)
-    prompt = input_ids[:1, :10]
-    assert torch.equal(ours.generate(prompt, **kwargs), hf.generate(prompt, **kwargs))
+    input_ids = torch.randint(0, 50257, (2, 64))
+    try:
+        for attn in ATTN:
+            for model in (hf, ours):
+                model.set_attn_implementation(attn)
+            with torch.no_grad():
+                assert_close(ours(input_ids).logits, hf(input_ids).logits, atol=1e-4, rtol=0)
+    finally:
+        for model in (hf, ours):
+            model.set_attn_implementation("sdpa")
+
+
+@pytest.mark.slow
+def test_gpt2_124m_greedy_beam_and_left_padded_generation(gpt2_124m):
+    hf, ours = gpt2_124m
+    kwargs = dict(do_sample=False, pad_token_id=50256, eos_token_id=None)
+    prompt = torch.randint(0, 50256, (1, 10))
+    assert torch.equal(ours.generate(prompt, max_new_tokens=32, **kwargs),
+                       hf.generate(prompt, max_new_tokens=32, **kwargs))
+    assert torch.equal(ours.generate(prompt, max_new_tokens=8, num_beams=4, **kwargs),
+                       hf.generate(prompt, max_new_tokens=8, num_beams=4, **kwargs))
+    prompts = [torch.randint(0, 50256, (n,)).tolist() for n in (3, 9, 6)]
+    ids, mask = _left_pad(prompts)
+    batched = ours.generate(ids, attention_mask=mask, max_new_tokens=8, **kwargs)
+    assert torch.equal(batched, hf.generate(ids, attention_mask=mask, max_new_tokens=8, **kwargs))
+    for row, p in enumerate(prompts):
+        alone = ours.generate(torch.tensor([p]), max_new_tokens=8, **kwargs)
+        assert batched[row, ids.shape[1]:].tolist() == alone[0, len(p):].tolist()
+
+
+@pytest.mark.slow
+def test_gpt2_124m_cached_decoding_equals_full_forward(gpt2_124m):
+    _, ours = gpt2_124m
+    input_ids = torch.randint(0, 50257, (1, 24))
+    with torch.no_grad():
+        full = ours(input_ids, use_cache=False).logits
+        out = ours(input_ids[:, :16], use_cache=True)
+        steps = [out.logits]
+        for t in range(16, 24):
+            out = ours(input_ids[:, t:t + 1], past_key_values=out.past_key_values, use_cache=True)
+            steps.append(out.logits)
+    assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=0)
