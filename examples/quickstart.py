@@ -34,6 +34,31 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def plot_losses(losses: list[float], path: Path) -> None:
+    """Training loss per step, with a moving average, as a PNG (needs matplotlib: pip install matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(pip install matplotlib to get a plot of the training loss)")
+        return
+    window = max(1, len(losses) // 10)
+    smooth = [sum(losses[max(0, i - window + 1):i + 1]) / len(losses[max(0, i - window + 1):i + 1])
+              for i in range(len(losses))]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(range(1, len(losses) + 1), losses, alpha=0.35, label="loss per step")
+    ax.plot(range(1, len(losses) + 1), smooth, label=f"moving average ({window} steps)")
+    ax.set(xlabel="step", ylabel="cross-entropy (nats/token)", title="quickstart: training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"training loss plot: {path}")
+
+
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
@@ -53,6 +78,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     model.train()
     start = time.perf_counter()
+    losses = []
     progress = tqdm(range(args.steps), desc="training", unit="step")
     for _ in progress:
         starts = torch.randint(0, len(ids) - window - 1, (4,))
@@ -62,6 +88,7 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        losses.append(loss.item())
         progress.set_postfix(loss=f"{loss.item():.3f}", ppl=f"{math.exp(loss.item()):.1f}")
     if args.steps:
         print(f"trained {args.steps} steps in {time.perf_counter() - start:.0f}s, last loss {loss.item():.3f}")
@@ -70,13 +97,16 @@ def main() -> None:
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
     print(f"saved to {args.out}: {', '.join(sorted(p.name for p in args.out.iterdir()))}")
+    if losses:
+        plot_losses(losses, args.out.with_name(f"{args.out.name}-loss.png"))
 
     # Anyone can now load the folder with the Auto classes (trust_remote_code=True where gpt_scratch is
     # not installed: the modeling code travels with the weights).
     reloaded = AutoModelForCausalLM.from_pretrained(args.out)
     reloaded_tokenizer = AutoTokenizer.from_pretrained(args.out)
     generator = pipeline("text-generation", model=reloaded, tokenizer=reloaded_tokenizer)
-    result = generator(args.prompt, max_new_tokens=30, do_sample=False)
+    # Greedy, with a mild repetition penalty: a model this small and this briefly trained loops otherwise.
+    result = generator(args.prompt, max_new_tokens=30, do_sample=False, repetition_penalty=1.3)
     print(f"\n{result[0]['generated_text']}")
 
 

@@ -21,6 +21,9 @@ def test_quickstart_trains_saves_reloads_and_generates(tmp_path):
     assert "Every effort moves you" in result.stdout.split("saved to")[-1]
     assert {"model.safetensors", "config.json", "tokenizer.json", "modeling_gpt_scratch.py"} <= {
         p.name for p in out.iterdir()}
+    plot = tmp_path / "model-loss.png"
+    assert f"training loss plot: {plot}" in result.stdout
+    assert plot.read_bytes().startswith(b"\x89PNG") and plot.stat().st_size > 10_000
 
 
 def test_quickstart_refuses_a_missing_text_file(tmp_path):
