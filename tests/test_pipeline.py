@@ -5,16 +5,16 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from threading import Thread
 
 import pytest
 import torch
 from conftest import tiny_config
+from pipeline_calls import PROMPTS, run_calls
 from transformers import TextIteratorStreamer, TextStreamer, pipeline, set_seed
 
 from gpt_scratch import GPTScratchForCausalLM, load_tokenizer
-
-PROMPTS = ["Hello", "Every effort moves you", "It had always been my fancy to"]
 
 
 @pytest.fixture(scope="module")
@@ -113,20 +113,24 @@ REMOTE_SCRIPT = textwrap.dedent(
         raise SystemExit("gpt_scratch is importable")
     except ImportError:
         pass
+    sys.path.insert(0, sys.argv[2])  # tests/, for pipeline_calls
+    from pipeline_calls import run_calls
     from transformers import pipeline
 
-    folder, prompts = sys.argv[1], json.loads(sys.argv[2])
-    generator = pipeline("text-generation", model=folder, trust_remote_code=True)
+    generator = pipeline("text-generation", model=sys.argv[1], trust_remote_code=True)
     assert type(generator.model).__module__.startswith("transformers_modules")
-    print(json.dumps(generator(prompts, batch_size=2, max_new_tokens=8, do_sample=False)))
+    print(json.dumps(run_calls(generator)))
     """
 )
 
 
 def test_pipeline_with_trust_remote_code_where_gpt_scratch_is_not_installed(folder, generator, tmp_path):
-    expected = generator(PROMPTS, batch_size=2, max_new_tokens=8, do_sample=False)
+    expected = run_calls(generator)
+    assert expected["streamed"] == expected["single"][0]["generated_text"][len(PROMPTS[1]):]
+    assert len(expected["sampled"]) == 2 and expected["stopped"] != expected["new_text_only"]
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder), json.dumps(PROMPTS)], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    command = [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(Path(__file__).parent)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                            stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(expected))
