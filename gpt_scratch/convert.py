@@ -6,12 +6,14 @@ direction by `_convert`. Every source key must be used and every tensor must hav
 model's dimensions imply; errors name the key.
 
 All functions are pure: state dict in, state dict out (tensors are shared, not copied, wherever no
-transpose/split/concatenation is needed).
+transpose/split/concatenation is needed). Each conversion is planned from the tensors' shapes alone (a
+list of `Step`s, one per output tensor, with every key and shape checked) and then carried out by `make`;
+`gpt_scratch.checkpoint` runs the same plans over files, one tensor at a time.
 """
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -120,14 +122,54 @@ def _n_layers(keys: list[str], pattern: str) -> int:
     return len(indices)
 
 
-def _dims(sd: Mapping[str, torch.Tensor], emb_key: str, pos_key: str) -> tuple[int, int, int]:
+Shapes = Mapping[str, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """How one output tensor is made: read `sources`, then apply `rule` (see `make`).
+
+    to_ours: their tensor -> ours (transpose, then take part `rule.part` of the fused query|key|value);
+        otherwise ours -> theirs (concatenate the query, key and value parts, then transpose).
+    sources: the input keys read; for a fused output the query, key and value parts in that order, `None`
+        standing for a part that is all zeros (GPT-2's biases for a model without them).
+    """
+
+    key: str
+    rule: Rule
+    sources: tuple[str | None, ...]
+    shape: tuple[int, ...]
+    to_ours: bool
+
+
+def make(step: Step, get: Callable[[str], torch.Tensor], zeros_like: torch.Tensor | None = None) -> torch.Tensor:
+    """Carry out one `Step`, reading its inputs with `get`; zero parts take `zeros_like`'s dtype and device.
+
+    The result shares memory with its input when no transpose/split/concatenation is needed.
+    """
+    rule = step.rule
+    if step.to_ours:
+        tensor = get(step.sources[0])
+        if rule.transpose:
+            tensor = tensor.t()
+        if rule.part is not None:
+            tensor = tensor.chunk(3, dim=0)[rule.part]
+        return tensor.contiguous() if (rule.transpose or rule.part is not None) else tensor
+    ours_shape = tuple(reversed(step.shape)) if rule.transpose else step.shape
+    part_shape = (ours_shape[0] // 3, *ours_shape[1:])
+    parts = [get(s) if s is not None else zeros_like.new_zeros(part_shape) for s in step.sources]
+    tensor = torch.cat(parts, dim=0) if rule.part is not None else parts[0]
+    return tensor.t().contiguous() if rule.transpose else tensor
+
+
+def _dims(shapes: Shapes, emb_key: str, pos_key: str) -> tuple[int, int, int]:
     for key in (emb_key, pos_key):
-        if key not in sd:
+        if key not in shapes:
             raise ValueError(f"missing key {key!r}: not a state dict of this format")
-        if sd[key].ndim != 2:
-            raise ValueError(f"{key}: expected a 2-D tensor, found shape {tuple(sd[key].shape)}")
-    vocab, channels = sd[emb_key].shape
-    return vocab, sd[pos_key].shape[0], channels
+        if len(shapes[key]) != 2:
+            raise ValueError(f"{key}: expected a 2-D tensor, found shape {tuple(shapes[key])}")
+    vocab, channels = shapes[emb_key]
+    return vocab, shapes[pos_key][0], channels
 
 
 def _check_keys(found: set[str], expected: set[str], optional: set[str], fmt: str) -> None:
@@ -138,54 +180,97 @@ def _check_keys(found: set[str], expected: set[str], optional: set[str], fmt: st
         raise ValueError(f"{fmt} state dict does not match: " + "; ".join(p for p in parts if p))
 
 
-def _check_shape(key: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
-    if tuple(tensor.shape) != expected:
-        raise ValueError(f"{key}: expected shape {expected}, found {tuple(tensor.shape)}")
+def _check_shape(key: str, shape: Sequence[int], expected: tuple[int, ...]) -> None:
+    if tuple(shape) != expected:
+        raise ValueError(f"{key}: expected shape {expected}, found {tuple(shape)}")
 
 
-def _to_ours(sd: Mapping[str, torch.Tensor], rules: list[Rule], dims: tuple[int, int, int], fmt: str) -> StateDict:
-    """Their state dict -> ours, checking every key and shape."""
-    _check_keys(set(sd), {r.theirs for r in rules}, {r.theirs for r in rules if r.optional}, fmt)
-    out: StateDict = {}
+def _plan_to_ours(shapes: Shapes, rules: list[Rule], dims: tuple[int, int, int], fmt: str) -> list[Step]:
+    """Their keys -> our tensors, checking every key and shape."""
+    _check_keys(set(shapes), {r.theirs for r in rules}, {r.theirs for r in rules if r.optional}, fmt)
+    steps = []
     for rule in rules:
-        if rule.theirs not in sd:
+        if rule.theirs not in shapes:
             continue
         ours_shape = _expected_shape(rule.ours, *dims)
-        tensor = sd[rule.theirs]
-        _check_shape(rule.theirs, tensor, _their_shape(rule, ours_shape))
-        if rule.transpose:
-            tensor = tensor.t()
-        if rule.part is not None:
-            tensor = tensor.chunk(3, dim=0)[rule.part]
-        out[rule.ours] = tensor.contiguous() if (rule.transpose or rule.part is not None) else tensor
-    return out
+        _check_shape(rule.theirs, shapes[rule.theirs], _their_shape(rule, ours_shape))
+        steps.append(Step(rule.ours, rule, (rule.theirs,), ours_shape, to_ours=True))
+    return steps
 
 
-def _from_ours(sd: Mapping[str, torch.Tensor], rules: list[Rule], dims: tuple[int, int, int]) -> StateDict:
-    """Our state dict -> theirs, checking every key and shape; fused tensors are concatenated."""
-    _check_keys(set(sd), {r.ours for r in rules}, {r.ours for r in rules if r.optional}, "gpt_scratch")
-    parts: dict[str, list[tuple[Rule, torch.Tensor]]] = {}
+def _plan_from_ours(shapes: Shapes, rules: list[Rule], dims: tuple[int, int, int],
+                    zeros: frozenset[str] = frozenset()) -> list[Step]:
+    """Our keys -> their tensors, checking every key and shape; fused tensors gather their three parts.
+
+    `zeros`: keys of `shapes` that stand for all-zero tensors (read as `None` sources).
+    """
+    _check_keys(set(shapes), {r.ours for r in rules}, {r.ours for r in rules if r.optional}, "gpt_scratch")
+    parts: dict[str, list[Rule]] = {}
     for rule in rules:
-        if rule.ours not in sd:
+        if rule.ours not in shapes:
             continue
-        tensor = sd[rule.ours]
-        _check_shape(rule.ours, tensor, _expected_shape(rule.ours, *dims))
-        parts.setdefault(rule.theirs, []).append((rule, tensor))
-    out: StateDict = {}
+        _check_shape(rule.ours, shapes[rule.ours], _expected_shape(rule.ours, *dims))
+        parts.setdefault(rule.theirs, []).append(rule)
+    steps = []
     for theirs, pieces in parts.items():
-        rule = pieces[0][0]
-        if rule.part is not None:
-            if len(pieces) != 3:
-                names = sorted(r.ours for r, _ in pieces)
-                raise ValueError(f"{theirs} needs query, key and value tensors; found only {names}")
-            tensor = torch.cat([t for _, t in sorted(pieces, key=lambda p: p[0].part)], dim=0)
-        else:
-            tensor = pieces[0][1]
-        out[theirs] = tensor.t().contiguous() if rule.transpose else tensor
-    return out
+        rule = pieces[0]
+        if rule.part is not None and len(pieces) != 3:
+            names = sorted(r.ours for r in pieces)
+            raise ValueError(f"{theirs} needs query, key and value tensors; found only {names}")
+        pieces = sorted(pieces, key=lambda r: r.part or 0)
+        sources = tuple(None if r.ours in zeros else r.ours for r in pieces)
+        steps.append(Step(theirs, rule, sources, _their_shape(rule, _expected_shape(rule.ours, *dims)), to_ours=False))
+    return steps
+
+
+def _apply(steps: list[Step], sd: Mapping[str, torch.Tensor], zeros_like: torch.Tensor | None = None) -> StateDict:
+    return {step.key: make(step, sd.__getitem__, zeros_like) for step in steps}
+
+
+def _shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
 
 
 # ----- transformers GPT-2 (GPT2LMHeadModel) --------------------------------------------------------
+
+
+def plan_from_hf_gpt2(shapes: Shapes) -> list[Step]:
+    """Plan a `GPT2LMHeadModel`/`GPT2Model` state dict (keys with or without `transformer.`) -> ours, from
+    the tensors' shapes; the steps' sources are the keys as given. A missing `lm_head.weight` means the head
+    is tied: it is read from the token embedding.
+
+    Raises:
+        ValueError: missing or unexpected keys (listed), or a tensor whose shape does not fit the model's
+            dimensions (key, expected, found).
+    """
+    given = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": k for k in shapes}
+    given = {k: v for k, v in given.items() if not _HF_IGNORED.match(k)}
+    if "lm_head.weight" not in given and "transformer.wte.weight" in given:
+        given["lm_head.weight"] = given["transformer.wte.weight"]
+    named = {k: tuple(shapes[v]) for k, v in given.items()}
+    dims = _dims(named, "transformer.wte.weight", "transformer.wpe.weight")
+    n_layers = _n_layers(list(named), r"^transformer\.h\.(\d+)\.")
+    steps = _plan_to_ours(named, _expand(HF_GPT2_RULES, n_layers), dims, "GPT-2")
+    return [replace(s, sources=tuple(given[k] for k in s.sources)) for s in steps]
+
+
+def plan_to_hf_gpt2(shapes: Shapes) -> list[Step]:
+    """Plan our state dict -> a `GPT2LMHeadModel` state dict, from the tensors' shapes.
+
+    GPT-2 always has query/key/value biases: those of a model without them (`qkv_bias=False`) are planned
+    as zeros (`None` sources), which compute the same thing.
+    """
+    named = {k: tuple(v) for k, v in shapes.items()}
+    dims = _dims(named, "model.tok_emb.weight", "model.pos_emb.weight")
+    n_layers = _n_layers(list(named), r"^model\.trf_blocks\.(\d+)\.")
+    zeros = set()
+    for i in range(n_layers):
+        for name in ("W_query", "W_key", "W_value"):
+            key = f"model.trf_blocks.{i}.att.{name}.bias"
+            if key not in named:
+                named[key] = (dims[2],)
+                zeros.add(key)
+    return _plan_from_ours(named, _expand(HF_GPT2_RULES, n_layers), dims, frozenset(zeros))
 
 
 def from_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
@@ -197,13 +282,7 @@ def from_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
         ValueError: missing or unexpected keys (listed), or a tensor whose shape does not fit the model's
             dimensions (key, expected, found).
     """
-    sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v for k, v in sd.items()}
-    sd = {k: v for k, v in sd.items() if not _HF_IGNORED.match(k)}
-    if "lm_head.weight" not in sd and "transformer.wte.weight" in sd:
-        sd["lm_head.weight"] = sd["transformer.wte.weight"]
-    dims = _dims(sd, "transformer.wte.weight", "transformer.wpe.weight")
-    n_layers = _n_layers(list(sd), r"^transformer\.h\.(\d+)\.")
-    return _to_ours(sd, _expand(HF_GPT2_RULES, n_layers), dims, "GPT-2")
+    return _apply(plan_from_hf_gpt2(_shapes(sd)), sd)
 
 
 def to_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
@@ -212,15 +291,8 @@ def to_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
     GPT-2 always has query/key/value biases: a model without them (`qkv_bias=False`) gets zeros, which
     compute the same thing. Pair with `config_to_hf_gpt2(config)` for the config.
     """
-    sd = dict(sd)
-    dims = _dims(sd, "model.tok_emb.weight", "model.pos_emb.weight")
-    n_layers = _n_layers(list(sd), r"^model\.trf_blocks\.(\d+)\.")
-    for i in range(n_layers):
-        for name in ("W_query", "W_key", "W_value"):
-            key = f"model.trf_blocks.{i}.att.{name}.bias"
-            if key not in sd:
-                sd[key] = torch.zeros_like(sd["model.tok_emb.weight"][0])
-    return _from_ours(sd, _expand(HF_GPT2_RULES, n_layers), dims)
+    steps = plan_to_hf_gpt2(_shapes(sd))
+    return _apply(steps, sd, zeros_like=sd["model.tok_emb.weight"])
 
 
 def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
@@ -299,16 +371,26 @@ def config_to_hf_gpt2(config: GPTScratchConfig) -> Any:
 # ----- the book's GPTModel ----------------------------------------------------------------------------
 
 
+def plan_from_book(shapes: Shapes) -> list[Step]:
+    """Plan a state dict of the book's `GPTModel` -> ours, from the tensors' shapes (`att.mask` buffers are
+    dropped).
+
+    Raises:
+        ValueError: missing or unexpected keys (listed), or a shape that does not fit (key, expected, found).
+    """
+    named = {k: tuple(v) for k, v in shapes.items() if not _BOOK_MASK.match(k)}
+    dims = _dims(named, "tok_emb.weight", "pos_emb.weight")
+    n_layers = _n_layers(list(named), r"^trf_blocks\.(\d+)\.")
+    return _plan_to_ours(named, _expand(BOOK_RULES, n_layers), dims, "book GPTModel")
+
+
 def from_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
     """A state dict of the book's `GPTModel` -> ours (its `att.mask` buffers are dropped).
 
     Raises:
         ValueError: missing or unexpected keys (listed), or a shape that does not fit (key, expected, found).
     """
-    sd = {k: v for k, v in sd.items() if not _BOOK_MASK.match(k)}
-    dims = _dims(sd, "tok_emb.weight", "pos_emb.weight")
-    n_layers = _n_layers(list(sd), r"^trf_blocks\.(\d+)\.")
-    return _to_ours(sd, _expand(BOOK_RULES, n_layers), dims, "book GPTModel")
+    return _apply(plan_from_book(_shapes(sd)), sd)
 
 
 def to_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
@@ -316,9 +398,10 @@ def to_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
 
     The book's model never ties its head, so a tied model's `out_head.weight` is the token embedding.
     """
-    dims = _dims(sd, "model.tok_emb.weight", "model.pos_emb.weight")
-    n_layers = _n_layers(list(sd), r"^model\.trf_blocks\.(\d+)\.")
-    out = _from_ours(sd, _expand(BOOK_RULES, n_layers), dims)
+    shapes = _shapes(sd)
+    dims = _dims(shapes, "model.tok_emb.weight", "model.pos_emb.weight")
+    n_layers = _n_layers(list(shapes), r"^model\.trf_blocks\.(\d+)\.")
+    out = _apply(_plan_from_ours(shapes, _expand(BOOK_RULES, n_layers), dims), sd)
     positions = dims[1]
     mask = torch.triu(torch.ones(positions, positions), diagonal=1)
     for i in range(n_layers):
@@ -349,6 +432,7 @@ def config_to_book(config: GPTScratchConfig) -> dict[str, Any]:
 
 
 __all__ = [
-    "Rule", "HF_GPT2_RULES", "BOOK_RULES", "from_hf_gpt2", "to_hf_gpt2", "config_from_hf_gpt2",
-    "config_to_hf_gpt2", "from_book", "to_book", "config_from_book", "config_to_book",
+    "Rule", "HF_GPT2_RULES", "BOOK_RULES", "Step", "make", "plan_from_hf_gpt2", "plan_to_hf_gpt2", "plan_from_book",
+    "from_hf_gpt2", "to_hf_gpt2", "config_from_hf_gpt2", "config_to_hf_gpt2", "from_book", "to_book",
+    "config_from_book", "config_to_book",
 ]

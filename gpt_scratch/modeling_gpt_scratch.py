@@ -208,8 +208,34 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """transformers' `from_pretrained`; a local checkpoint that fails to load (truncated or corrupt
-        safetensors, shapes that do not fit the config) raises a ValueError naming the file and tensor."""
+        """transformers' `from_pretrained`, which also reads transformers GPT-2 checkpoints: a folder or Hub id
+        whose config.json has model_type "gpt2" (e.g. "openai-community/gpt2") is converted on the fly, config
+        and weights, one tensor at a time (`gpt_scratch.checkpoint.load_hf_gpt2`). A local checkpoint that
+        fails to load (truncated or corrupt safetensors, shapes that do not fit the config) raises a ValueError
+        naming the file and tensor."""
+        if pretrained_model_name_or_path is not None:
+            from transformers.utils import cached_file
+
+            download = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+            try:
+                config_file = cached_file(pretrained_model_name_or_path, "config.json",
+                                          _raise_exceptions_for_missing_entries=False,
+                                          _raise_exceptions_for_connection_errors=False,
+                                          **{k: kwargs[k] for k in download if k in kwargs})
+                model_type = json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
+            except (OSError, ValueError, AttributeError):  # unreadable: transformers' loader below says why
+                model_type = None
+            if model_type == "gpt2":
+                try:  # the converter ships with the gpt_scratch package, not in the code saved beside weights
+                    from gpt_scratch.checkpoint import load_hf_gpt2
+                except ImportError as err:
+                    raise ValueError(f"{pretrained_model_name_or_path} is a transformers GPT-2 checkpoint; loading it "
+                                     f"into {cls.__name__} converts it, which needs `pip install gpt-scratch`") from err
+                config, state_dict, kwargs = load_hf_gpt2(pretrained_model_name_or_path, cls.config_class, kwargs)
+                loaded = super().from_pretrained(None, *model_args, config=config, state_dict=state_dict, **kwargs)
+                model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
+                model.config.name_or_path = str(pretrained_model_name_or_path)
+                return loaded
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except Exception as err:
