@@ -6,6 +6,7 @@
 
 from .configuration_gpt_scratch import PRESET_NAMES, GPTScratchConfig
 from .data import TokenWindowDataset, collate_windows, tokenize_file
+from .hub import HubPushError, push_to_hub
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
 from .scoring import SequenceScore, score_texts
 from .tokenization_gpt_scratch import load_tokenizer
@@ -40,4 +41,6 @@ __all__ = [
     "collate_windows",
     "score_texts",
     "SequenceScore",
+    "push_to_hub",
+    "HubPushError",
 ]

@@ -1,9 +1,10 @@
 """An in-memory Hugging Face Hub served on loopback, for offline tests of the real `huggingface_hub` client.
 
-`FakeHub` implements the part of the Hub HTTP API that `HfApi.create_repo`, `HfApi.upload_folder` (inline and
-classic LFS uploads), `hf_hub_download` and `snapshot_download` use, as read from huggingface_hub 2.4. Every
-request is recorded so that tests can check what the client sent; requests to endpoints it does not serve are
-answered 404 and recorded too (`FakeHub.unhandled`), so a test can assert that nothing unexpected was hit.
+`FakeHub` implements the part of the Hub HTTP API that `HfApi.create_repo`, `HfApi.create_branch`,
+`HfApi.upload_folder` and `HfApi.create_commit` (inline and classic LFS uploads, `create_pr=True`), `hf_hub_download`
+and `snapshot_download` use, as read from huggingface_hub 2.4. Every request is recorded so that tests can check what
+the client sent; requests to endpoints it does not serve are answered 404 and recorded too (`FakeHub.unhandled`), so
+a test can assert that nothing unexpected was hit.
 
 Two ways to point the client at it:
 
@@ -12,8 +13,9 @@ Two ways to point the client at it:
 - in a subprocess: run it with `hub_env(hub, tmp_path)`, which sets `HF_ENDPOINT` before huggingface_hub is
   imported and installs the network guard there too.
 
-Not served: Xet storage (an "lfs" upload mode needs `HF_HUB_DISABLE_XET=1` on the client), multipart LFS, pull
-requests, dataset and Space repos, branches other than those commits create.
+Not served: Xet storage (an "lfs" upload mode needs `HF_HUB_DISABLE_XET=1` on the client), multipart LFS, the
+discussions API (so `upload_folder(create_pr=True)` with Xet enabled, which opens its pull request through it),
+dataset and Space repos. A pull request is a `refs/pr/N` branch made by a `create_pr` commit.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class Repo:
     repo_id: str
     private: bool = False
     commits: list[Commit] = field(default_factory=list)
-    branches: dict[str, str] = field(default_factory=dict)  # branch name -> commit oid
+    # branch name -> commit oid; None for a branch made before the repo's first commit
+    branches: dict[str, str | None] = field(default_factory=dict)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def commit(self, oid: str) -> Commit:
@@ -181,6 +184,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, str]] = [
         ("POST", rf"/api/models/{_REPO}/paths-info/{_REV}", "_paths_info", "read"),
         ("POST", rf"/api/models/{_REPO}/preupload/{_REV}", "_preupload", "write"),
         ("POST", rf"/api/models/{_REPO}/commit/{_REV}", "_commit", "write"),
+        ("POST", rf"/api/models/{_REPO}/branch/{_REV}", "_create_branch", "write"),
         ("POST", rf"/{_REPO}\.git/info/lfs/objects/batch", "_lfs_batch", "write"),
         ("POST", rf"/{_REPO}\.git/info/lfs/objects/verify", "_lfs_verify", "write"),
         ("PUT", r"/_fake_lfs/upload/(?P<oid>[0-9a-f]{64})", "_lfs_put", "signed"),
@@ -682,11 +686,19 @@ class FakeHub:
             raise _HubError(404, f"FakeHub: LFS object {body.get('oid')} was not uploaded")
         return _json_reply(200, {"success": True})
 
+    def _create_branch(self, req: RecordedRequest, repo: str, rev: str) -> _Reply:
+        repository = self._repo(req, repo)
+        if rev in repository.branches or rev == "main" or rev.startswith("refs/"):
+            raise _HubError(409, f"Reference already exists or is reserved: {rev}")
+        starting_point = (self._body_json(req) or {}).get("startingPoint")
+        head = self._revision(repository, starting_point) if starting_point else repository.head()
+        repository.branches[rev] = head.oid if head is not None else None
+        return _json_reply(200, {})
+
     def _commit(self, req: RecordedRequest, repo: str, rev: str) -> _Reply:
         repository = self._repo(req, repo)
         branch = self._branch(repository, rev)
-        if req.query.get("create_pr", ["0"])[0] == "1":
-            raise _HubError(400, "FakeHub does not serve pull requests (create_pr)")
+        create_pr = req.query.get("create_pr", ["0"])[0] == "1"
         try:
             lines = req.ndjson()
         except ValueError as error:
@@ -749,18 +761,17 @@ class FakeHub:
                     lfs_paths.discard(p)
             else:
                 raise _HubError(400, f"FakeHub: unsupported commit line key {key!r}")
+        answer: dict[str, Any] = {"success": True, "hookOutput": ""}
+        if create_pr:  # the commit goes onto a new refs/pr/N branch that starts at the base branch's head
+            number = 1 + sum(name.startswith("refs/pr/") for name in repository.branches)
+            branch = f"refs/pr/{number}"
+            repository.branches[branch] = head.oid if head is not None else None
+            answer.update(pullRequestUrl=f"{self.url}/{repo}/discussions/{number}", pullRequestNum=number)
         commit = self._append_commit(
             repository, branch, header["summary"], header.get("description", ""), files, lfs_paths, lines[1:]
         )
-        return _json_reply(
-            200,
-            {
-                "success": True,
-                "commitOid": commit.oid,
-                "commitUrl": f"{self.url}/{repo}/commit/{commit.oid}",
-                "hookOutput": "",
-            },
-        )
+        answer.update(commitOid=commit.oid, commitUrl=f"{self.url}/{repo}/commit/{commit.oid}")
+        return _json_reply(200, answer)
 
     def _append_commit(
         self,

@@ -14,8 +14,11 @@ from gpt_scratch.data import TokenWindowDataset, collate_windows, tokenize_file
 CORPORA = ["the-verdict.txt", "tinyshakespeare.txt"]
 
 
-@pytest.mark.parametrize("name", CORPORA)
-@pytest.mark.parametrize("chunk_chars", [37, 4096, 1 << 20])
+@pytest.mark.parametrize(
+    "name,chunk_chars",
+    [("the-verdict.txt", 37), ("the-verdict.txt", 4096), ("tinyshakespeare.txt", 1009),
+     ("tinyshakespeare.txt", 1 << 18)],
+)
 def test_streamed_ids_equal_tiktoken_on_the_whole_text(name, chunk_chars):
     path = SHARED / "corpora" / name
     expected = tiktoken.get_encoding("gpt2").encode(path.read_text(encoding="utf-8"))

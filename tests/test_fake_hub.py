@@ -31,7 +31,7 @@ from fake_hub import (
     network_guard_fixture,  # noqa: F401 (fixture)
     patch_hub_endpoint,
 )
-from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
     RemoteEntryNotFoundError,
@@ -210,6 +210,42 @@ def test_upload_folder_lfs_goes_through_batch_and_put(
 
 
 # --------------------------------------------------------------------------------------------- download
+
+
+def test_branches_and_pull_requests(fake_hub: FakeHub, tmp_path: Path) -> None:
+    api = HfApi(endpoint=fake_hub.url, token=FAKE_TOKEN)
+    api.create_repo(REPO)
+    api.create_branch(REPO, branch="empty")  # before the first commit: a branch without commits
+    first = api.create_commit(REPO, operations=[CommitOperationAdd("a.txt", b"a")], commit_message="first")
+    api.create_branch(REPO, branch="dev", exist_ok=True)
+    api.create_branch(REPO, branch="dev", exist_ok=True)  # exists: 409, swallowed
+    with pytest.raises(HfHubHTTPError, match="409"):
+        api.create_branch(REPO, branch="dev")
+
+    on_dev = api.create_commit(REPO, operations=[CommitOperationAdd("b.txt", b"b")], commit_message="dev",
+                               revision="dev")
+    on_empty = api.create_commit(REPO, operations=[CommitOperationAdd("c.txt", b"c")], commit_message="e",
+                                 revision="empty")
+    pr = api.create_commit(REPO, operations=[CommitOperationAdd("a.txt", b"A")], commit_message="fix a",
+                           create_pr=True)
+    second_pr = api.create_commit(REPO, operations=[CommitOperationAdd("d.txt", b"d")], commit_message="add d",
+                                  create_pr=True)
+
+    repo = fake_hub.repos[REPO]
+    assert repo.branches == {"main": first.oid, "empty": on_empty.oid, "dev": on_dev.oid,
+                             "refs/pr/1": pr.oid, "refs/pr/2": second_pr.oid}
+    assert fake_hub.files(REPO) == {"a.txt": b"a"}
+    assert fake_hub.files(REPO, "dev") == {"a.txt": b"a", "b.txt": b"b"}
+    assert fake_hub.files(REPO, "empty") == {"c.txt": b"c"} and repo.commit(on_empty.oid).parent is None
+    assert fake_hub.files(REPO, "refs/pr/1") == {"a.txt": b"A"} and repo.commit(pr.oid).parent == first.oid
+    assert (pr.pr_url, pr.pr_revision, pr.pr_num) == (f"{fake_hub.url}/{REPO}/discussions/1", "refs/pr/1", 1)
+    assert second_pr.pr_revision == "refs/pr/2" and fake_hub.files(REPO, "refs/pr/2") == {"a.txt": b"a", "d.txt": b"d"}
+    # A pull request's files download like a branch's.
+    snapshot = snapshot_download(
+        REPO, revision="refs/pr/1", endpoint=fake_hub.url, token=FAKE_TOKEN, cache_dir=tmp_path
+    )
+    assert folder_files(Path(snapshot)) == {"a.txt": b"A"}
+    assert fake_hub.unhandled == []
 
 
 def test_snapshot_and_file_download_round_trip(fake_hub: FakeHub, model_dir: Path, tmp_path: Path) -> None:
