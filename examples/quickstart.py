@@ -105,8 +105,9 @@ def main() -> None:
     reloaded = AutoModelForCausalLM.from_pretrained(args.out)
     reloaded_tokenizer = AutoTokenizer.from_pretrained(args.out)
     generator = pipeline("text-generation", model=reloaded, tokenizer=reloaded_tokenizer)
-    # Greedy, with a mild repetition penalty: a model this small and this briefly trained loops otherwise.
-    result = generator(args.prompt, max_new_tokens=30, do_sample=False, repetition_penalty=1.3)
+    # Greedy, with a repetition penalty and no repeated word pairs: a model this small and this briefly trained
+    # loops on its most frequent token otherwise.
+    result = generator(args.prompt, max_new_tokens=30, do_sample=False, repetition_penalty=1.3, no_repeat_ngram_size=2)
     print(f"\n{result[0]['generated_text']}")
 
 
