@@ -1,6 +1,9 @@
 """Shared fixtures: tiny configs, seeded randomness, GPT-2/book reference pairs, the ../shared data."""
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -63,4 +66,24 @@ def hf_pair(config: GPTScratchConfig, attn_implementation: str = "sdpa"):
     return hf, ours
 
 
-__all__ = ["SHARED", "TINY", "tiny_config", "hf_pair", "gpt_scratch"]
+# The first lines of every script that must run where gpt_scratch cannot be imported (the remote-code tests).
+_BLOCK_GPT_SCRATCH = """import sys
+sys.modules["gpt_scratch"] = None  # any `import gpt_scratch...` now raises ImportError
+try:
+    import gpt_scratch  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("gpt_scratch is importable")
+"""
+
+
+def run_without_gpt_scratch(script: str, *args: str, cwd: Path, env: dict[str, str],
+                            timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `script` (its arguments in sys.argv[1:]) in a fresh interpreter that cannot import gpt_scratch,
+    as a user without the package would, with stdin closed (nobody answers transformers' remote-code prompt)."""
+    return subprocess.run([sys.executable, "-c", _BLOCK_GPT_SCRATCH + textwrap.dedent(script), *map(str, args)],
+                          cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+__all__ = ["SHARED", "TINY", "tiny_config", "hf_pair", "gpt_scratch", "run_without_gpt_scratch"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_gpt_scratch, tiny_config
 from fake_hub import (
     FAKE_TOKEN,
     FakeHub,
@@ -305,12 +305,7 @@ def test_revision_branch_and_pull_request(hub: FakeHub, model) -> None:
 LOADER = textwrap.dedent(
     """
     import contextlib, io, os, re, sys
-    sys.modules["gpt_scratch"] = None  # make sure the installed package cannot be used
-    try:
-        import gpt_scratch  # noqa: F401
-        raise SystemExit("gpt_scratch is importable")
-    except ImportError:
-        pass
+
     import torch
     from huggingface_hub import ModelCard, snapshot_download
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -368,9 +363,8 @@ def test_cli_push_then_load_where_gpt_scratch_is_not_installed(
         assert "Staging model: 100%" in pushed.stderr
         assert commit.message == "First upload" and card_of(hub).data.license == "mit"
 
-        loaded = subprocess.run([sys.executable, "-c", LOADER, REPO, str(tmp_path / "expected.pt")], cwd=tmp_path,
-                                env=hub_env(hub, tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=300)
+        loaded = run_without_gpt_scratch(LOADER, REPO, tmp_path / "expected.pt", cwd=tmp_path,
+                                         env=hub_env(hub, tmp_path))
         assert loaded.returncode == 0, loaded.stdout[-2000:] + loaded.stderr[-3000:]
         assert "ROUND TRIP OK" in loaded.stdout
         files_line = next(line for line in loaded.stdout.splitlines() if line.startswith("FILES "))

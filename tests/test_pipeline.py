@@ -2,15 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from threading import Thread
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_gpt_scratch, tiny_config
 from pipeline_calls import PROMPTS, run_calls
 from transformers import TextIteratorStreamer, TextStreamer, pipeline, set_seed
 
@@ -104,15 +101,8 @@ def test_text_streamer_and_iterator_streamer(generator, capsys):
     assert "".join(pieces) == expected and len(pieces) >= 1
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
+REMOTE_SCRIPT = """
     import json, sys
-    sys.modules["gpt_scratch"] = None
-    try:
-        import gpt_scratch  # noqa: F401
-        raise SystemExit("gpt_scratch is importable")
-    except ImportError:
-        pass
     sys.path.insert(0, sys.argv[2])  # tests/, for pipeline_calls
     from pipeline_calls import run_calls
     from transformers import pipeline
@@ -121,7 +111,6 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert type(generator.model).__module__.startswith("transformers_modules")
     print(json.dumps(run_calls(generator)))
     """
-)
 
 
 def test_pipeline_with_trust_remote_code_where_gpt_scratch_is_not_installed(folder, generator, tmp_path):
@@ -129,8 +118,6 @@ def test_pipeline_with_trust_remote_code_where_gpt_scratch_is_not_installed(fold
     assert expected["streamed"] == expected["single"][0]["generated_text"][len(PROMPTS[1]):]
     assert len(expected["sampled"]) == 2 and expected["stopped"] != expected["new_text_only"]
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(Path(__file__).parent)]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-                            stdin=subprocess.DEVNULL)
+    result = run_without_gpt_scratch(REMOTE_SCRIPT, folder, Path(__file__).parent, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(expected))

@@ -2,13 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import run_without_gpt_scratch, tiny_config
 from safetensors import safe_open
 from torch.testing import assert_close
 from transformers import AutoModel, AutoModelForCausalLM
@@ -103,15 +100,9 @@ def test_truncated_or_corrupt_safetensors_name_the_file(tmp_path, tiny_model):
         GPTScratchForCausalLM.from_pretrained(tmp_path)
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
+REMOTE_SCRIPT = """
     import sys
-    sys.modules["gpt_scratch"] = None  # make sure the installed package cannot be used
-    try:
-        import gpt_scratch  # noqa: F401
-        raise SystemExit("gpt_scratch is importable")
-    except ImportError:
-        pass
+
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
@@ -127,7 +118,6 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert torch.equal(generated, expected["generated"]), (generated, expected["generated"])
     print("REMOTE OK")
     """
-)
 
 
 def test_loads_with_trust_remote_code_where_gpt_scratch_is_not_installed(tmp_path):
@@ -139,8 +129,7 @@ def test_loads_with_trust_remote_code_where_gpt_scratch_is_not_installed(tmp_pat
     torch.save({"input_ids": input_ids, "logits": model(input_ids).logits.detach(), "generated": generated},
                folder / "expected.pt")
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, str(folder)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_without_gpt_scratch(REMOTE_SCRIPT, folder, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE OK" in result.stdout
     assert (tmp_path / "hf_home" / "modules" / "transformers_modules").is_dir()

@@ -10,13 +10,12 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import regex
 import tiktoken
+from conftest import run_without_gpt_scratch
 from tiktoken_ext.openai_public import r50k_pat_str
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 from transformers import AutoTokenizer, GPT2Tokenizer, TokenizersBackend
@@ -443,13 +442,6 @@ def test_other_files_say_what_was_expected(tmp_path):
 # Runs in a fresh interpreter that cannot import gpt_scratch: AutoTokenizer must manage on its own.
 _RELOAD_SCRIPT = """
 import json, sys
-sys.modules["gpt_scratch"] = None  # any `import gpt_scratch...` now raises ImportError
-try:
-    import gpt_scratch
-except ImportError:
-    pass
-else:
-    raise SystemExit("gpt_scratch is importable")
 from transformers import AutoTokenizer
 
 texts = json.loads(open(sys.argv[2], encoding="utf-8").read())
@@ -485,13 +477,10 @@ def test_save_pretrained_loads_in_a_process_without_gpt_scratch(tmp_path, corpor
     (tmp_path / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    # -I: no PYTHONPATH, no user site, no cwd on sys.path; the editable install is blocked in the script.
     # stdin closed: config.json's auto_map makes AutoConfig ask whether to run custom code; the answer
     # is no, and AutoTokenizer carries on without the model's config class.
-    command = [sys.executable, "-I", "-c", _RELOAD_SCRIPT, f"{plain},{model_dir}", "texts.json", "out.json"]
-    result = subprocess.run(
-        command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
-    )
+    result = run_without_gpt_scratch(_RELOAD_SCRIPT, f"{plain},{model_dir}", "texts.json", "out.json",
+                                     cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     want = {
         "class": "TokenizersBackend",
