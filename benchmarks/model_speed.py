@@ -61,7 +61,7 @@ def main() -> None:
             a, b = (m(ids, use_cache=False).logits.float() for m in models.values())
             diff = (a - b).abs().max().item()
             times = [timed(lambda m=m: m(ids, use_cache=False), args.repeat, args.device) for m in models.values()]
-            rows.append((f"forward {batch}x{length}", batch * length, times, f"max |dlogits| {diff:.1e}"))
+            rows.append((f"forward {batch}x{length}", batch * length, times, f"max logit diff {diff:.1e}"))
 
         prompt = torch.randint(0, config.vocab_size, (1, 32), device=args.device)
         kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
