@@ -1,6 +1,7 @@
 """The wheel users install carries the package data the code reads at run time."""
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_has_ranks_notice_model_card_and_console_script(tmp_path):
+    # Built from a copy, so setuptools' build/ folder lands in tmp_path, not in the checkout; symlinks stay links.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "out", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"))
     # --no-build-isolation: setuptools comes from the environment (torch requires it), so no download.
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     [wheel] = tmp_path.glob("gpt_scratch-*.whl")
     with zipfile.ZipFile(wheel) as archive:
