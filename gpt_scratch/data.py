@@ -14,9 +14,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .tokenization_gpt_scratch import load_tiktoken_encoding
+from .tokenization_gpt_scratch import ENDOFTEXT, load_tiktoken_encoding
 
-ENDOFTEXT = "<|endoftext|>"
 ENDOFTEXT_ID = 50256
 
 # A chunk may end only where GPT-2's pre-tokenizer starts a new piece whatever follows: at a whitespace

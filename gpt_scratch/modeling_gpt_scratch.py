@@ -105,7 +105,7 @@ class MultiHeadAttention(nn.Module):
         self.config = config
         self.layer_idx = layer_idx
         self.num_heads = config.n_heads
-        self.head_dim = config.emb_dim // config.n_heads
+        self.head_dim = config.head_dim
         self.num_key_value_groups = 1  # every head has its own keys and values
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.drop_rate
