@@ -1,21 +1,19 @@
 """Tokens per second: our streamed tiktoken path against transformers' tokenizers, same text, same run.
 
-    python benchmarks/tokenize_speed.py                     # ../shared/corpora/tinyshakespeare.txt
+    python benchmarks/tokenize_speed.py                 # ../shared's tinyshakespeare.txt, else the-verdict.txt
     python benchmarks/tokenize_speed.py --text big.txt --repeat 5
 
 All methods must produce identical ids (checked); the table gives the best of --repeat runs.
 """
 
 import argparse
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
 
 
 def best_time(fn, repeat: int) -> tuple[float, list[int]]:
@@ -29,25 +27,28 @@ def best_time(fn, repeat: int) -> tuple[float, list[int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", type=Path, default=SHARED / "corpora" / "tinyshakespeare.txt")
+    parser.add_argument("--text", type=Path, default=None,
+                        help="a UTF-8 text file (default: ../shared's tinyshakespeare.txt where it exists, else the "
+                             "shipped the-verdict.txt)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    if (SHARED / "tiktoken_cache").is_dir():
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
 
-    import tiktoken
     from transformers import GPT2Tokenizer
 
     from gpt_scratch import load_tokenizer, tokenize_file
+    from gpt_scratch.data import THE_VERDICT
+    from gpt_scratch.tokenization_gpt_scratch import load_tiktoken_encoding, write_gpt2_vocab_files
+
+    if args.text is None:
+        args.text = SHAKESPEARE if SHAKESPEARE.is_file() else THE_VERDICT
 
     text = args.text.read_text(encoding="utf-8")
     ours_hf = load_tokenizer()
     with tempfile.TemporaryDirectory() as folder:  # OpenAI's files under the names transformers loads
-        shutil.copy(SHARED / "gpt2-bpe" / "encoder.json", Path(folder) / "vocab.json")
-        shutil.copy(SHARED / "gpt2-bpe" / "vocab.bpe", Path(folder) / "merges.txt")
+        write_gpt2_vocab_files(folder)
         gpt2_tokenizer = GPT2Tokenizer.from_pretrained(folder, model_max_length=10**9)
     ours_hf.model_max_length = 10**9  # whole-corpus encoding here, not model input: no length warning
-    encoding = tiktoken.get_encoding("gpt2")
+    encoding = load_tiktoken_encoding()
     methods = {
         "gpt_scratch.tokenize_file (tiktoken, streamed)": lambda: tokenize_file(args.text, progress=False).tolist(),
         "tiktoken encode, whole text": lambda: encoding.encode(text, allowed_special={"<|endoftext|>"}),

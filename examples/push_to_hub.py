@@ -17,9 +17,10 @@ import torch
 from transformers import AutoTokenizer
 
 from gpt_scratch import GPTScratchForCausalLM
+from gpt_scratch.data import THE_VERDICT
 from gpt_scratch.hub import push_to_hub
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "the-verdict.txt"
+DEFAULT_TEXT = THE_VERDICT  # the book's training text, shipped with gpt_scratch
 
 
 def parse_args() -> argparse.Namespace:

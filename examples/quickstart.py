@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, load_tokenizer
+from gpt_scratch.data import THE_VERDICT
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "the-verdict.txt"
+DEFAULT_TEXT = THE_VERDICT  # the book's training text, shipped with gpt_scratch
 
 
 def parse_args() -> argparse.Namespace:

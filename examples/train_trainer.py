@@ -1,6 +1,6 @@
 """Train with transformers' Trainer on a text file: tiktoken ids, the book's sliding windows, our collate.
 
-    python examples/train_trainer.py                           # a few steps on ../shared/corpora/the-verdict.txt
+    python examples/train_trainer.py                           # a few steps on the shipped the-verdict.txt
     python examples/train_trainer.py --text my.txt --steps 500 --out my-gpt
 """
 
@@ -10,8 +10,9 @@ from pathlib import Path
 from transformers import Trainer, TrainingArguments
 
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, TokenWindowDataset, collate_windows, load_tokenizer
+from gpt_scratch.data import THE_VERDICT
 
-DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "the-verdict.txt"
+DEFAULT_TEXT = THE_VERDICT  # the book's training text, shipped with gpt_scratch
 
 
 def main() -> None:

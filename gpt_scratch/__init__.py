@@ -4,7 +4,7 @@
 (through `register()`, which is idempotent and may be called again).
 """
 
-from .configuration_gpt_scratch import PRESET_NAMES, GPTScratchConfig
+from .configuration_gpt_scratch import PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 from .data import TokenWindowDataset, collate_windows, tokenize_file
 from .hub import HubPushError, push_to_hub
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
@@ -43,4 +43,5 @@ __all__ = [
     "SequenceScore",
     "push_to_hub",
     "HubPushError",
+    "TRANSFORMERS_REQUIREMENT",
 ]

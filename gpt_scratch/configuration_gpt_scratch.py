@@ -7,6 +7,10 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+# The transformers releases this file and modeling_gpt_scratch.py are tested on, at both ends (pyproject.toml's
+# dependency says the same; a test checks that they agree).
+TRANSFORMERS_REQUIREMENT = "transformers>=5.23,<6"
+
 # The four GPT-2 sizes as OpenAI released them: query/key/value biases on, output head tied to the
 # token embedding, 50257-token vocabulary, 1024 positions.
 _GPT2_SIZES = {
@@ -20,6 +24,15 @@ PRESET_NAMES = tuple(_GPT2_SIZES) + tuple(_PRESET_ALIASES)
 
 # Written into every config.json, so a saved folder (with the code files `save_pretrained` copies beside
 # it) loads through the Auto classes with `trust_remote_code=True` where gpt_scratch is not installed.
+
+class _Unset(int):
+    """The special token ids' default, <|endoftext|> (50256), told apart from the same id given explicitly: it
+    applies only where the vocabulary has it (a 99-token vocabulary gets None), while an explicit id outside the
+    vocabulary is an error."""
+
+
+_ENDOFTEXT = _Unset(50256)
+
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
     "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
@@ -30,7 +43,8 @@ AUTO_MAP = {
 class GPTScratchConfig(PreTrainedConfig):
     """Configuration of `GPTScratchModel` / `GPTScratchForCausalLM`.
 
-    The defaults are the book's `GPT_CONFIG_124M` (untied output head, no query/key/value bias);
+    The defaults are the book's `GPT_CONFIG_124M` (untied output head, no query/key/value bias, and
+    <|endoftext|> = 50256 as bos/eos/pad, or None where the vocabulary is smaller);
     `GPTScratchConfig.from_preset("gpt2")` gives GPT-2 as released. The book's seed spelling
     `dropout=` is accepted for `drop_rate`, and the standard transformers names (`hidden_size`,
     `num_attention_heads`, `num_hidden_layers`, `max_position_embeddings`) read and write the
@@ -44,7 +58,6 @@ class GPTScratchConfig(PreTrainedConfig):
 
     model_type = "gpt_scratch"
     _auto_class = "AutoConfig"  # save_pretrained copies this file beside config.json
-    keys_to_ignore_at_inference = ["past_key_values"]
     attribute_map = {
         "hidden_size": "emb_dim",
         "num_attention_heads": "n_heads",
@@ -63,9 +76,9 @@ class GPTScratchConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
     use_cache: bool = True
-    bos_token_id: int | None = 50256
-    eos_token_id: int | None = 50256
-    pad_token_id: int | None = 50256
+    bos_token_id: int | None = _ENDOFTEXT
+    eos_token_id: int | None = _ENDOFTEXT
+    pad_token_id: int | None = _ENDOFTEXT
 
     def __post_init__(self, **kwargs: Any) -> None:
         # The book's seed dict spells the dropout rate `dropout` in some chapters.
@@ -75,6 +88,11 @@ class GPTScratchConfig(PreTrainedConfig):
                 raise ValueError(f"got both drop_rate={self.drop_rate} and dropout={dropout}; pass only one")
             self.drop_rate = dropout
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(self, name)
+            if type(value) is _Unset:  # not given: <|endoftext|> where the vocabulary has it
+                setattr(self, name, int(value) if isinstance(self.vocab_size, int) and value < self.vocab_size
+                        else None)
         super().__post_init__(**kwargs)
         self._check()
 
@@ -104,8 +122,7 @@ class GPTScratchConfig(PreTrainedConfig):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not 0 <= value < self.vocab_size):
                 raise ValueError(
-                    f"{name} must be None or an integer in [0, {self.vocab_size}) (the vocabulary), got {value!r};"
-                    f" a vocabulary smaller than GPT-2's needs its own {name}"
+                    f"{name} must be None or an integer in [0, {self.vocab_size}) (the vocabulary), got {value!r}"
                 )
 
     @classmethod
@@ -128,4 +145,4 @@ class GPTScratchConfig(PreTrainedConfig):
         return self.emb_dim // self.n_heads
 
 
-__all__ = ["GPTScratchConfig", "PRESET_NAMES"]
+__all__ = ["GPTScratchConfig", "PRESET_NAMES", "TRANSFORMERS_REQUIREMENT"]

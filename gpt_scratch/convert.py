@@ -11,6 +11,7 @@ list of `Step`s, one per output tensor, with every key and shape checked) and th
 `gpt_scratch.checkpoint` runs the same plans over files, one tensor at a time.
 """
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,6 +22,8 @@ import torch
 from .configuration_gpt_scratch import GPTScratchConfig
 
 StateDict = dict[str, torch.Tensor]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,19 @@ def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
     rates = {name: c.get(name, 0.1) for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
     if len(set(rates.values())) > 1:
         raise ValueError(f"GPT-2 config has different dropout rates {rates}; this model has one drop_rate")
-    eos = c.get("eos_token_id", 50256)
+    vocab_size = c.get("vocab_size", 50257)
+    # GPT2Config keeps bos/eos at 50256 whatever the vocabulary, so `GPT2Config(vocab_size=1000)` has ids that
+    # no token can have: GPT2LMHeadModel never looks them up, but our config checks them, so they become None.
+    ids = {name: c.get(name, 50256) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    ids["pad_token_id"] = ids["pad_token_id"] if ids["pad_token_id"] is not None else ids["eos_token_id"]
+    outside = {name: value for name, value in ids.items()
+               if isinstance(value, int) and not 0 <= value < vocab_size}
+    if outside:
+        logger.warning("GPT-2 config has %s outside its vocabulary of %d tokens; they become None",
+                       ", ".join(f"{name}={value}" for name, value in outside.items()), vocab_size)
+    ids |= dict.fromkeys(outside)
     return GPTScratchConfig(
-        vocab_size=c.get("vocab_size", 50257),
+        vocab_size=vocab_size,
         context_length=c.get("n_positions", 1024),
         emb_dim=n_embd,
         n_heads=c.get("n_head", 12),
@@ -339,9 +352,7 @@ def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
         layer_norm_eps=c.get("layer_norm_epsilon", 1e-5),
         initializer_range=c.get("initializer_range", 0.02),
         tie_word_embeddings=c.get("tie_word_embeddings", True),
-        bos_token_id=c.get("bos_token_id", 50256),
-        eos_token_id=eos,
-        pad_token_id=c.get("pad_token_id") if c.get("pad_token_id") is not None else eos,
+        **ids,
     )
 
 

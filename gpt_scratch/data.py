@@ -18,6 +18,10 @@ from .tokenization_gpt_scratch import ENDOFTEXT, load_tiktoken_encoding
 
 ENDOFTEXT_ID = 50256
 
+# Edith Wharton's "The Verdict" (1908, public domain), the book's training text, shipped with the package so the
+# demo, the examples and the tests have text to train on anywhere (provenance in the-verdict.txt.NOTICE).
+THE_VERDICT = Path(__file__).with_name("the-verdict.txt")
+
 # A chunk may end only where GPT-2's pre-tokenizer starts a new piece whatever follows: at a whitespace
 # character that comes right after a non-whitespace one. Letters, digits, punctuation runs and
 # contractions all stop at whitespace, and the whitespace run that starts there is split by looking

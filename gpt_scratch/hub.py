@@ -35,7 +35,7 @@ from huggingface_hub.utils import tqdm, validate_repo_id
 from safetensors import safe_open
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
-from .configuration_gpt_scratch import AUTO_MAP, PRESET_NAMES, GPTScratchConfig
+from .configuration_gpt_scratch import AUTO_MAP, PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, _safetensors_problem
 from .tokenization_gpt_scratch import load_tokenizer
 
@@ -498,6 +498,7 @@ def _render_card(repo_id: str, source: _Source, parameters: int, dtypes: list[st
             for r in extras.eval_results
         ],
         version=version,
+        transformers_requirement=TRANSFORMERS_REQUIREMENT,
     )
     return ModelCard(card.content)  # parsed back, as the Hub and ModelCard.load will read it
 

@@ -9,6 +9,7 @@ This file imports only torch, transformers and the configuration, so `save_pretr
 to the Hub as remote code.
 """
 
+import functools
 import json
 import math
 import os
@@ -31,6 +32,26 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
+
+# transformers 5.24 renamed the KV cache, as a forward argument and as an output field, from `past_key_values` to
+# `cache`. This file runs (as remote code) under whichever release a user has, so inside it the cache is `cache`,
+# and at the edges it speaks the running release's name: `CACHE_NAME` for outputs and `create_causal_mask`, and
+# `accepts_past_key_values` for callers that still pass the old name (generate, pipelines and Trainer before 5.24).
+CACHE_NAME = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def accepts_past_key_values(forward: Callable) -> Callable:
+    """Let `forward(..., cache=...)` also be called as `forward(..., past_key_values=...)`."""
+
+    @functools.wraps(forward)
+    def forward_taking_either_name(self, *args, past_key_values: Cache | None = None, **kwargs):
+        if past_key_values is not None:
+            if kwargs.get("cache") is not None:
+                raise ValueError("got both cache= and past_key_values=; pass the KV cache once (as cache=)")
+            kwargs["cache"] = past_key_values
+        return forward(self, *args, **kwargs)
+
+    return forward_taking_either_name
 
 
 class LayerNorm(nn.Module):
@@ -121,7 +142,7 @@ class MultiHeadAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, channels = hidden_states.shape
@@ -130,9 +151,9 @@ class MultiHeadAttention(nn.Module):
         keys = self.W_key(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
         values = self.W_value(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
 
-        if past_key_values is not None:
+        if cache is not None:
             # Append this step's keys/values to the cache and attend to all of them: (B, H, S, D).
-            keys, values = past_key_values.update(keys, values, self.layer_idx)
+            keys, values = cache.update(keys, values, self.layer_idx)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -166,11 +187,11 @@ class TransformerBlock(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> torch.Tensor:
         shortcut = hidden_states
-        attn_output, _ = self.att(self.norm1(hidden_states), attention_mask, past_key_values, **kwargs)
+        attn_output, _ = self.att(self.norm1(hidden_states), attention_mask, cache, **kwargs)
         hidden_states = shortcut + self.drop_shortcut(attn_output)
 
         shortcut = hidden_states
@@ -184,7 +205,7 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["TransformerBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = [CACHE_NAME]
     _supports_flash_attn = True
     _supports_sdpa = True
     _supports_flex_attn = True
@@ -346,6 +367,7 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.tok_emb = value
 
+    @accepts_past_key_values
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -353,16 +375,16 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """Raises ValueError for token ids outside [0, vocab_size), positions past `context_length`,
         or inputs of the wrong dtype or rank."""
-        if use_cache and past_key_values is None:
-            past_key_values = DynamicCache(config=self.config)
-        past_seen = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config)
+        past_seen = cache.get_seq_length() if cache is not None else 0
         if not torch.compiler.is_compiling():  # the checks read tensor values: skip them inside a graph
             _check_inputs(self.config, input_ids, inputs_embeds, position_ids, int(past_seen))
 
@@ -379,13 +401,14 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=past_key_values,
             position_ids=position_ids,
+            **{CACHE_NAME: cache},
         )
         for block in self.trf_blocks:
-            hidden_states = block(hidden_states, causal_mask, past_key_values, position_ids=position_ids, **kwargs)
+            # The cache goes by keyword: gradient checkpointing drops it by name.
+            hidden_states = block(hidden_states, causal_mask, cache=cache, position_ids=position_ids, **kwargs)
         hidden_states = self.final_norm(hidden_states)
-        return BaseModelOutputWithPast(last_hidden_state=hidden_states, past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache})
 
 
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
@@ -415,13 +438,14 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.lm_head = value
 
+    @accepts_past_key_values
     @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -434,7 +458,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -449,7 +473,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )

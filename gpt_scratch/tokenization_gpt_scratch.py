@@ -24,6 +24,7 @@ __all__ = [
     "load_tokenizer",
     "load_tiktoken_encoding",
     "register_auto_tokenizer",
+    "write_gpt2_vocab_files",
 ]
 
 # sha256 of OpenAI's r50k_base.tiktoken, the same hash tiktoken_ext/openai_public.py pins.
@@ -76,8 +77,9 @@ def load_tokenizer(
         files = _locate(Path(path))
     if expected_sha256 is not None and len(files) != 1:
         raise ValueError(f"expected_sha256 checks a gpt2.tiktoken file; {path} is encoder.json + vocab.bpe")
-    # Size and mtime in the cache key, so a file rewritten in place is read again.
-    fingerprint = tuple((str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
+    # Size and mtime in the cache key, so a file rewritten in place is read again. The path stays as the caller
+    # spelled it (not resolved through symbolic links), so that errors name the file they gave.
+    fingerprint = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
     backend = _cached_backend(fingerprint, expected_sha256)
     return TokenizersBackend(
         tokenizer_object=backend,  # deep-copied by TokenizersBackend, so the cached backend stays pristine
@@ -107,6 +109,37 @@ def load_tiktoken_encoding():
     return tiktoken.Encoding(
         "gpt2", pat_str=r50k_pat_str, mergeable_ranks=ranks, special_tokens={ENDOFTEXT: _NUM_RANKS}
     )
+
+
+def write_gpt2_vocab_files(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """Write GPT-2's original vocabulary files, rebuilt from the packaged ranks, into `folder` (created if missing):
+    `vocab.json` (OpenAI's encoder.json) and `merges.txt` (OpenAI's vocab.bpe), byte for byte as OpenAI released them,
+    the files `GPT2Tokenizer` and llama.cpp's converter read. Returns their paths.
+    """
+    ranks = _read_tiktoken_ranks(_PACKAGED_RANKS, GPT2_TIKTOKEN_SHA256)
+    char = bytes_to_unicode()
+
+    def spell(token: bytes) -> str:  # GPT-2 writes each byte as a printable character
+        return "".join(char[byte] for byte in token)
+
+    def merged_pair(token: bytes, rank: int) -> tuple[bytes, bytes]:
+        # Token `rank` was made by merge `rank - 256`; byte-pair encoding the token with the merges before it
+        # ends in exactly that pair.
+        parts = [bytes([byte]) for byte in token]
+        while len(parts) > 2:
+            _, i = min((ranks.get(a + b, rank), i) for i, (a, b) in enumerate(zip(parts, parts[1:])))
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        return parts[0], parts[1]
+
+    by_rank = sorted(ranks, key=ranks.__getitem__)
+    encoder = {spell(token): ranks[token] for token in by_rank} | {ENDOFTEXT: _NUM_RANKS}
+    merges = ["#version: 0.2"] + [" ".join(map(spell, merged_pair(token, ranks[token]))) for token in by_rank[256:]]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
+    vocab_path.write_text(json.dumps(encoder), encoding="utf-8")
+    merges_path.write_text("\n".join(merges) + "\n", encoding="utf-8")
+    return vocab_path, merges_path
 
 
 def register_auto_tokenizer() -> None:

@@ -1,5 +1,7 @@
 """The config: the book's names, the standard names, presets with GPT-2's exact sizes, validation."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoConfig
@@ -77,7 +79,8 @@ def test_preset_overrides_and_unknown_preset():
         (dict(drop_rate=-0.1), r"drop_rate must be in \[0, 1\)"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps must be a positive number"),
         (dict(qkv_bias="yes"), "qkv_bias must be True or False"),
-        (dict(vocab_size=100), r"bos_token_id must be None or an integer in \[0, 100\)"),
+        (dict(vocab_size=100, bos_token_id=50256), r"bos_token_id must be None or an integer in \[0, 100\)"),
+        (dict(vocab_size=100, pad_token_id=-1), r"pad_token_id must be None or an integer in \[0, 100\)"),
     ],
 )
 def test_invalid_values_name_the_field_and_rule(kwargs, message):
@@ -93,3 +96,16 @@ def test_save_load_round_trip_and_autoconfig(tmp_path):
     assert loaded.to_diff_dict() == config.to_diff_dict()
     assert isinstance(AutoConfig.for_model("gpt_scratch"), GPTScratchConfig)
     assert (tmp_path / "configuration_gpt_scratch.py").is_file()
+
+
+def test_small_vocabulary_gets_special_ids_only_where_they_exist(tmp_path):
+    small = GPTScratchConfig(vocab_size=99)
+    assert (small.bos_token_id, small.eos_token_id, small.pad_token_id) == (None, None, None)
+    assert GPTScratchConfig(vocab_size=99, eos_token_id=3).eos_token_id == 3
+    # Exactly GPT-2's vocabulary still gets <|endoftext|>; 50256 tokens do not.
+    assert GPTScratchConfig(vocab_size=50257).eos_token_id == 50256
+    assert GPTScratchConfig(vocab_size=50256).eos_token_id is None
+    small.save_pretrained(tmp_path)
+    assert GPTScratchConfig.from_pretrained(tmp_path).to_dict() == small.to_dict()
+    assert type(GPTScratchConfig().eos_token_id) is int and json.loads(GPTScratchConfig().to_json_string())[
+        "eos_token_id"] == 50256

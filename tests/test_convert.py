@@ -124,3 +124,14 @@ def test_book_config_and_tied_export():
     book_sd = to_book(tied.state_dict())
     assert torch.equal(book_sd["out_head.weight"], book_sd["tok_emb.weight"])
     assert book_sd["trf_blocks.0.att.mask"].shape == (64, 64)
+
+
+def test_gpt2_configs_with_a_small_vocabulary_convert(caplog):
+    # GPT2Config keeps bos/eos at 50256 whatever the vocabulary; GPT2LMHeadModel accepts that, so must we.
+    with caplog.at_level("WARNING", logger="gpt_scratch.convert"):
+        config = config_from_hf_gpt2(GPT2Config(vocab_size=1000, n_layer=1, n_embd=32, n_head=4))
+    assert (config.vocab_size, config.bos_token_id, config.eos_token_id, config.pad_token_id) == (
+        1000, None, None, None)
+    assert "bos_token_id=50256, eos_token_id=50256" in caplog.text and "vocabulary of 1000 tokens" in caplog.text
+    kept = config_from_hf_gpt2(GPT2Config(vocab_size=1000, bos_token_id=1, eos_token_id=2))
+    assert (kept.bos_token_id, kept.eos_token_id, kept.pad_token_id) == (1, 2, 2)

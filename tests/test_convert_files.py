@@ -18,7 +18,7 @@ from llms_from_scratch.ch04 import GPTModel
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.testing import assert_close
-from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 import gpt_scratch.checkpoint
 from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM, GPTScratchModel
@@ -93,6 +93,15 @@ def test_from_pretrained_reads_a_gpt2_folder_with_gpt2s_logits(tmp_path, tie):
     assert_close(ours(IDS).logits, hf(IDS).logits, atol=1e-4, rtol=0)
     generated = ours.generate(IDS[:1], max_new_tokens=10, do_sample=False)
     assert torch.equal(generated, hf.generate(IDS[:1], max_new_tokens=10, do_sample=False, pad_token_id=50256))
+
+
+def test_from_pretrained_reads_a_gpt2_folder_with_a_small_vocabulary(tmp_path):
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_positions=32, n_embd=32, n_layer=2, n_head=4)).eval()
+    hf.save_pretrained(tmp_path)
+    ours = GPTScratchForCausalLM.from_pretrained(tmp_path)
+    assert ours.config.vocab_size == 1000 and ours.config.eos_token_id is None
+    ids = torch.randint(0, 1000, (2, 9))
+    assert_close(ours(ids).logits, hf(ids).logits, atol=1e-4, rtol=0)
 
 
 def test_from_pretrained_gpt2_takes_the_usual_arguments(gpt2_dir):

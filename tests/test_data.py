@@ -3,25 +3,20 @@
 import random
 
 import pytest
-import tiktoken
 import torch
-from conftest import SHARED, tiny_config
+from conftest import CORPORA, THE_VERDICT, tiny_config
 from transformers import Trainer, TrainingArguments
 
 from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.data import TokenWindowDataset, collate_windows, tokenize_file
+from gpt_scratch.tokenization_gpt_scratch import load_tiktoken_encoding
 
-CORPORA = ["the-verdict.txt", "tinyshakespeare.txt"]
 
-
-@pytest.mark.parametrize(
-    "name,chunk_chars",
-    [("the-verdict.txt", 37), ("the-verdict.txt", 4096), ("tinyshakespeare.txt", 1009),
-     ("tinyshakespeare.txt", 1 << 18)],
-)
+@pytest.mark.parametrize("chunk_chars", [37, 1009, 4096, 1 << 18])
+@pytest.mark.parametrize("name", CORPORA)
 def test_streamed_ids_equal_tiktoken_on_the_whole_text(name, chunk_chars):
-    path = SHARED / "corpora" / name
-    expected = tiktoken.get_encoding("gpt2").encode(path.read_text(encoding="utf-8"))
+    path = CORPORA[name]
+    expected = load_tiktoken_encoding().encode(path.read_text(encoding="utf-8"))
     ids = tokenize_file(path, chunk_chars=chunk_chars, progress=False)
     assert ids.dtype == torch.int64
     assert ids.tolist() == expected
@@ -34,7 +29,7 @@ def test_chunk_cuts_never_change_ids_on_adversarial_text(tmp_path):
     text = "".join(rng.choice(pieces) for _ in range(3000))
     path = tmp_path / "mixed.txt"
     path.write_text(text, encoding="utf-8")
-    encoding = tiktoken.get_encoding("gpt2")
+    encoding = load_tiktoken_encoding()
     for chunk_chars in (1, 2, 7, 64):
         assert tokenize_file(path, chunk_chars=chunk_chars, progress=False).tolist() == encoding.encode(
             text, allowed_special={"<|endoftext|>"}), chunk_chars
@@ -49,7 +44,7 @@ def test_tokenize_file_errors(tmp_path):
     with pytest.raises(ValueError, match="bad.txt is not UTF-8 text"):
         tokenize_file(tmp_path / "bad.txt", progress=False)
     with pytest.raises(ValueError, match="chunk_chars must be >= 1"):
-        tokenize_file(SHARED / "corpora" / "the-verdict.txt", chunk_chars=0)
+        tokenize_file(THE_VERDICT, chunk_chars=0)
     (tmp_path / "empty.txt").write_text("")
     assert tokenize_file(tmp_path / "empty.txt", progress=False).tolist() == []
 
@@ -78,7 +73,7 @@ def test_collate_pads_right_with_masked_labels():
 
 
 def test_trainer_runs_on_the_dataset_and_learns(tmp_path):
-    dataset = TokenWindowDataset.from_file(SHARED / "corpora" / "the-verdict.txt", context_length=32, stride=32,
+    dataset = TokenWindowDataset.from_file(THE_VERDICT, context_length=32, stride=32,
                                            progress=False)
     model = GPTScratchForCausalLM(tiny_config())
     before = model.model.trf_blocks[0].att.W_query.weight.detach().clone()

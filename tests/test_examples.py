@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SHARED
+from conftest import THE_VERDICT
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -13,7 +13,7 @@ def test_quickstart_trains_saves_reloads_and_generates(tmp_path):
     out = tmp_path / "model"
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "quickstart.py"), "--steps", "3", "--out", str(out),
-         "--text", str(SHARED / "corpora" / "the-verdict.txt")],
+         "--text", str(THE_VERDICT)],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -40,7 +40,7 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 def test_trainer_example_then_generation_and_scoring_examples(tmp_path):
     out = tmp_path / "trained"
     trained = _run("train_trainer.py", "--steps", "2", "--out", str(out), "--text",
-                   str(SHARED / "corpora" / "the-verdict.txt"))
+                   str(THE_VERDICT))
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "windows of 64 tokens from the-verdict.txt" in trained.stdout and "final training loss" in trained.stdout
 

@@ -1,4 +1,4 @@
-"""generate() as users call it: saved defaults, the context limit, the static cache, torch.compile."""
+"""generate() as users call it: saved defaults, the context limit, torch.compile (parity: test_generation_parity)."""
 
 import json
 import logging
@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import hf_pair, tiny_config
+from conftest import CACHE_NAME, tiny_config
 from torch.testing import assert_close
 from transformers import StaticCache
 
@@ -37,17 +37,6 @@ def test_bare_generate_neither_warns_nor_runs_past_the_context(tiny_model, caplo
     assert tiny_model.generate(long_prompt, max_new_tokens=24, eos_token_id=None).shape == (1, 64)
 
 
-def test_static_cache_matches_dynamic_cache():
-    _, model = hf_pair(tiny_config(qkv_bias=True, tie_word_embeddings=True))
-    tokenizer = load_tokenizer(model_max_length=64)
-    inputs = tokenizer(["A", "three word prompt", "a much longer prompt than the others"], return_tensors="pt",
-                       padding=True)
-    kwargs = dict(max_new_tokens=12, do_sample=False, eos_token_id=None)
-    dynamic = model.generate(**inputs, **kwargs)
-    static = model.generate(**inputs, cache_implementation="static", **kwargs)
-    assert torch.equal(static, dynamic)
-
-
 def test_torch_compile_fullgraph_forward_and_static_cache_step():
     model = GPTScratchForCausalLM(tiny_config(n_layers=1)).eval()
     compiled = torch.compile(model, fullgraph=True, dynamic=False)  # a graph break would raise
@@ -65,6 +54,6 @@ def test_torch_compile_fullgraph_forward_and_static_cache_step():
         )
         # A decode step into a static cache, compiled: the shape-stable loop that serving uses.
         cache = StaticCache(config=model.config, max_cache_len=32)
-        model(input_ids[:, :15], past_key_values=cache, use_cache=True, position_ids=torch.arange(15)[None])
-        step = compiled(input_ids[:, 15:], past_key_values=cache, use_cache=True, position_ids=torch.tensor([[15]]))
+        model(input_ids[:, :15], **{CACHE_NAME: cache}, use_cache=True, position_ids=torch.arange(15)[None])
+        step = compiled(input_ids[:, 15:], **{CACHE_NAME: cache}, use_cache=True, position_ids=torch.tensor([[15]]))
         assert_close(step.logits[:, -1], expected[:, -1], atol=1e-5, rtol=0)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_without_gpt_scratch, tiny_config
+from conftest import THE_VERDICT, run_without_gpt_scratch, tiny_config
 from fake_hub import (
     FAKE_TOKEN,
     FakeHub,
@@ -201,6 +201,7 @@ def test_model_card_is_filled_from_the_model_and_card_data(hub: FakeHub, model) 
         "Trained on [karpathy/tiny_shakespeare](https://huggingface.co/datasets/karpathy/tiny_shakespeare).",
         "| steps | 600 |\n| train_loss | 3.21 |\n| notes | a \\| b |",
         "| text-generation | Tiny Shakespeare | test | perplexity | 41.5 |",
+        "That code\nneeds `transformers>=5.23,<6` (tested at both ends of the range) and PyTorch.",
     ]:
         assert line in card.text, line
     assert not any(jinja in card.content for jinja in ("{{", "{%", "{#")) and "No training details" not in card.text
@@ -374,12 +375,12 @@ def test_cli_push_then_load_where_gpt_scratch_is_not_installed(
 
 
 def test_example_publishes_its_loss(
-    hub: FakeHub, model, tmp_path: Path, shared: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    hub: FakeHub, model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     folder = saved_folder(model, tmp_path / "model")
     example = Path(__file__).resolve().parents[1] / "examples" / "push_to_hub.py"
     text = tmp_path / "opening.txt"  # the book's text is 5,145 tokens: its first 2,000 characters keep this quick
-    text.write_text((shared / "corpora" / "the-verdict.txt").read_text(encoding="utf-8")[:2000], encoding="utf-8")
+    text.write_text(THE_VERDICT.read_text(encoding="utf-8")[:2000], encoding="utf-8")
     argv = [str(example), str(folder), "tiny-gpt", "--text", str(text)]
     monkeypatch.setattr(sys, "argv", argv)
 

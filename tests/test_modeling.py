@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import CACHE_NAME, tiny_config
 from torch.nn import functional as F
 from torch.testing import assert_close
 from transformers import AutoModel, AutoModelForCausalLM, DynamicCache
@@ -55,9 +55,9 @@ def test_inputs_embeds_equal_input_ids(tiny_model):
 
 def test_cache_is_created_when_use_cache(tiny_model):
     out = tiny_model(torch.randint(0, 50257, (1, 5)), use_cache=True)
-    assert isinstance(out.past_key_values, DynamicCache)
-    assert out.past_key_values.get_seq_length() == 5
-    assert tiny_model(torch.randint(0, 50257, (1, 5)), use_cache=False).past_key_values is None
+    assert isinstance(out[CACHE_NAME], DynamicCache)
+    assert out[CACHE_NAME].get_seq_length() == 5
+    assert getattr(tiny_model(torch.randint(0, 50257, (1, 5)), use_cache=False), CACHE_NAME) is None
 
 
 def test_output_attentions_are_causal_probabilities():
@@ -145,7 +145,7 @@ def test_sequence_longer_than_context(tiny_model):
         tiny_model(torch.zeros(1, 65, dtype=torch.long))
     out = tiny_model(torch.zeros(1, 60, dtype=torch.long), use_cache=True)
     with pytest.raises(ValueError, match=r"65 tokens \(60 cached \+ 5 new\)"):
-        tiny_model(torch.zeros(1, 5, dtype=torch.long), past_key_values=out.past_key_values)
+        tiny_model(torch.zeros(1, 5, dtype=torch.long), **{CACHE_NAME: out[CACHE_NAME]})
 
 
 def test_position_ids_outside_context(tiny_model):

@@ -7,6 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from gpt_scratch import TRANSFORMERS_REQUIREMENT
 from gpt_scratch.tokenization_gpt_scratch import GPT2_TIKTOKEN_SHA256
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +30,19 @@ def test_wheel_has_ranks_notice_model_card_and_console_script(tmp_path):
         entry_points = next(archive.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert hashlib.sha256(ranks).hexdigest() == GPT2_TIKTOKEN_SHA256
     assert "gpt_scratch/gpt2.tiktoken.NOTICE" in names
+    assert archive_text(wheel, "gpt_scratch/the-verdict.txt") == (ROOT / "gpt_scratch" / "the-verdict.txt").read_text()
+    assert "gpt_scratch/the-verdict.txt.NOTICE" in names
     assert card == (ROOT / "model_card.md").read_bytes()  # the template itself, not a link to it
     for module in ("configuration_gpt_scratch", "modeling_gpt_scratch", "tokenization_gpt_scratch", "convert",
                    "checkpoint", "data", "scoring", "hub", "cli"):
         assert f"gpt_scratch/{module}.py" in names
     assert "gpt-scratch = gpt_scratch.cli:main" in entry_points
+
+
+def archive_text(wheel: Path, name: str) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(name).decode("utf-8")
+
+
+def test_declared_transformers_range_is_the_tested_one():
+    assert f'    "{TRANSFORMERS_REQUIREMENT}",' in (ROOT / "pyproject.toml").read_text().splitlines()

@@ -1,7 +1,6 @@
 """Parity with the book's GPTModel (package llms-from-scratch): same weights, same logits, same tokens."""
 
 import pytest
-import tiktoken
 import torch
 from conftest import tiny_config
 from llms_from_scratch.ch04 import GPTModel, generate_text_simple
@@ -9,6 +8,7 @@ from torch.testing import assert_close
 
 from gpt_scratch import GPTScratchForCausalLM
 from gpt_scratch.convert import config_from_book, config_to_book, from_book, to_book
+from gpt_scratch.tokenization_gpt_scratch import load_tiktoken_encoding
 
 # The book's chapter 4 configuration.
 GPT_CONFIG_124M = {
@@ -53,14 +53,14 @@ def test_round_trip_book_ours_book_is_exact():
     GPTModel(book_cfg).load_state_dict(back, strict=True)
 
 
-def test_greedy_hello_i_am_equals_generate_text_simple(shared):
+def test_greedy_hello_i_am_equals_generate_text_simple():
     """The book's chapter 4 experiment: seed 123, GPT_CONFIG_124M, 'Hello, I am', 10 new tokens."""
     torch.manual_seed(123)
     book = GPTModel(GPT_CONFIG_124M).eval()
     ours = GPTScratchForCausalLM(config_from_book(GPT_CONFIG_124M)).eval()
     ours.load_state_dict(from_book(book.state_dict()), strict=True)
 
-    enc = tiktoken.get_encoding("gpt2")
+    enc = load_tiktoken_encoding()
     prompt = torch.tensor([enc.encode("Hello, I am")])
     expected = generate_text_simple(book, prompt, max_new_tokens=10, context_size=1024)
     got = ours.generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=50256, eos_token_id=None)

@@ -2,6 +2,10 @@
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,10 +104,35 @@ def test_truncated_or_corrupt_safetensors_name_the_file(tmp_path, tiny_model):
         GPTScratchForCausalLM.from_pretrained(tmp_path)
 
 
+# Saves a sharpened tiny model (continuations that depend on the whole prompt) with the interpreter given, which may
+# run another transformers release (.ci/run points GPT_SCRATCH_SAVING_PYTHON at the other virtual environment).
+SAVE_SCRIPT = """
+    import sys
+
+    import torch
+    import transformers
+    from conftest import sharpen, tiny_config
+
+    from gpt_scratch import GPTScratchForCausalLM
+
+    folder = sys.argv[1]
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=True, qkv_bias=True)).eval()
+    sharpen(model, model.config.emb_dim)
+    model.save_pretrained(folder)
+    input_ids = torch.randint(0, 50256, (2, 6))
+    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=50256)
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    torch.save({"input_ids": input_ids, "logits": logits, "generated": generated,
+                "transformers": transformers.__version__}, folder + "/expected.pt")
+    """
+
 REMOTE_SCRIPT = """
     import sys
 
     import torch
+    import transformers
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     folder = sys.argv[1]
@@ -112,26 +141,32 @@ REMOTE_SCRIPT = """
     assert type(AutoConfig.from_pretrained(folder, trust_remote_code=True)).__name__ == "GPTScratchConfig"
     assert type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__ == "GPTScratchModel"
     expected = torch.load(folder + "/expected.pt")
-    logits = model(expected["input_ids"]).logits
-    torch.testing.assert_close(logits, expected["logits"], atol=0, rtol=0)
-    generated = model.generate(expected["input_ids"], max_new_tokens=8, do_sample=False, pad_token_id=50256)
-    assert torch.equal(generated, expected["generated"]), (generated, expected["generated"])
-    print("REMOTE OK")
+    with torch.no_grad():
+        logits = model(expected["input_ids"]).logits
+    torch.testing.assert_close(logits, expected["logits"], atol=1e-6, rtol=0)
+    for use_cache in (True, False):
+        generated = model.generate(expected["input_ids"], max_new_tokens=8, do_sample=False, pad_token_id=50256,
+                                   use_cache=use_cache)
+        assert torch.equal(generated, expected["generated"]), (use_cache, generated, expected["generated"])
+    changed = expected["input_ids"].clone()
+    changed[:, 0] += 1
+    assert not torch.equal(model.generate(changed, max_new_tokens=8, do_sample=False, pad_token_id=50256)[:, 6:],
+                           expected["generated"][:, 6:]), "the test model ignores the start of its prompt"
+    print(f"REMOTE OK: saved with transformers {expected['transformers']}, loaded with {transformers.__version__}")
     """
 
 
 def test_loads_with_trust_remote_code_where_gpt_scratch_is_not_installed(tmp_path):
-    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=True, qkv_bias=True)).eval()
     folder = tmp_path / "model"
-    model.save_pretrained(folder)
-    input_ids = torch.randint(0, 50257, (1, 6))
-    generated = model.generate(input_ids, max_new_tokens=8, do_sample=False, pad_token_id=50256)
-    torch.save({"input_ids": input_ids, "logits": model(input_ids).logits.detach(), "generated": generated},
-               folder / "expected.pt")
+    saver = os.environ.get("GPT_SCRATCH_SAVING_PYTHON", sys.executable)
+    saved = subprocess.run([saver, "-c", textwrap.dedent(SAVE_SCRIPT), str(folder)], cwd=Path(__file__).parent,
+                           capture_output=True, text=True, timeout=300)
+    assert saved.returncode == 0, saved.stderr[-3000:]
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
     result = run_without_gpt_scratch(REMOTE_SCRIPT, folder, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE OK" in result.stdout
+    print(result.stdout)  # which transformers saved and which loaded, for CI's log
     assert (tmp_path / "hf_home" / "modules" / "transformers_modules").is_dir()
 
 

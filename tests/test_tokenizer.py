@@ -1,7 +1,8 @@
 """The GPT-2 tokenizer: tiktoken's ids, GPT-2's special tokens, a save that loads without our code.
 
-References: tiktoken's "gpt2" encoding (the source of truth) and transformers' own GPT2Tokenizer built
-from OpenAI's encoder.json + vocab.bpe in ../shared.
+References: tiktoken's "gpt2" encoding (the source of truth) and transformers' own GPT2Tokenizer, both built
+from OpenAI's encoder.json + vocab.bpe, which `write_gpt2_vocab_files` rebuilds from the packaged ranks byte for
+byte (tiktoken checks them against the sha256 hashes it pins for OpenAI's files).
 """
 
 import hashlib
@@ -15,13 +16,14 @@ from pathlib import Path
 import pytest
 import regex
 import tiktoken
-from conftest import run_without_gpt_scratch
+from conftest import CORPORA, THE_VERDICT, run_without_gpt_scratch
 from tiktoken_ext.openai_public import r50k_pat_str
 from tokenizers import Regex, Tokenizer, pre_tokenizers
 from transformers import AutoTokenizer, GPT2Tokenizer, TokenizersBackend
 from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
 from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING
 
+import gpt_scratch
 from gpt_scratch import GPTScratchConfig
 from gpt_scratch.tokenization_gpt_scratch import (
     ENDOFTEXT,
@@ -29,11 +31,9 @@ from gpt_scratch.tokenization_gpt_scratch import (
     GPT2_TIKTOKEN_SHA256,
     load_tokenizer,
     register_auto_tokenizer,
+    write_gpt2_vocab_files,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-BPE_DIR = SHARED / "gpt2-bpe"
-CORPORA = ("the-verdict.txt", "tinyshakespeare.txt")
 EOT_ID = 50256
 
 # Hand-picked cases: each line names what it probes.
@@ -208,11 +208,31 @@ def _mismatches(texts: list[str], got: list[list[int]], want: list[list[int]]) -
 
 
 @pytest.fixture(scope="module")
-def enc() -> tiktoken.Encoding:
+def bpe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OpenAI's GPT-2 files under their own names: encoder.json and vocab.bpe (rebuilt from the ranks), and
+    gpt2.tiktoken (the packaged ranks)."""
+    folder = tmp_path_factory.mktemp("gpt2-bpe")
+    vocab, merges = write_gpt2_vocab_files(folder)
+    vocab.rename(folder / "encoder.json")
+    merges.rename(folder / "vocab.bpe")
+    shutil.copy(Path(gpt_scratch.__file__).with_name("gpt2.tiktoken"), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def enc(bpe_dir: Path) -> tiktoken.Encoding:
+    """tiktoken's "gpt2" encoding, made by tiktoken's own recipe (tiktoken_ext.openai_public.gpt2, which checks the
+    files against its pinned hashes) from the local files instead of a download."""
+    import tiktoken_ext.openai_public as openai_public
+
+    def from_local_files(vocab_bpe_file: str, encoder_json_file: str, **hashes) -> dict[bytes, int]:
+        assert vocab_bpe_file.endswith("/vocab.bpe") and encoder_json_file.endswith("/encoder.json")
+        return tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(bpe_dir / "vocab.bpe"),
+                                                             str(bpe_dir / "encoder.json"), **hashes)
+
     with pytest.MonkeyPatch.context() as patch:
-        # Offline: tiktoken finds its downloads already in this cache.
-        patch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
-        return tiktoken.get_encoding("gpt2")
+        patch.setattr(openai_public, "data_gym_to_mergeable_bpe_ranks", from_local_files)
+        return tiktoken.Encoding(**openai_public.gpt2())
 
 
 @pytest.fixture(scope="module")
@@ -224,15 +244,14 @@ def tok() -> TokenizersBackend:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> GPT2Tokenizer:
     """transformers' GPT2Tokenizer from OpenAI's files, under the names it loads (vocab.json, merges.txt)."""
     folder = tmp_path_factory.mktemp("gpt2_reference")
-    shutil.copy(BPE_DIR / "encoder.json", folder / "vocab.json")
-    shutil.copy(BPE_DIR / "vocab.bpe", folder / "merges.txt")
+    write_gpt2_vocab_files(folder)
     return GPT2Tokenizer.from_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
 def corpora(enc: tiktoken.Encoding) -> dict[str, tuple[str, list[int]]]:
     """Each whole corpus with tiktoken's ids, encoded once per module."""
-    texts = {name: (SHARED / "corpora" / name).read_text(encoding="utf-8") for name in CORPORA}
+    texts = {name: path.read_text(encoding="utf-8") for name, path in CORPORA.items()}
     return {name: (text, enc.encode_ordinary(text)) for name, text in texts.items()}
 
 
@@ -360,21 +379,30 @@ def test_each_call_returns_a_fresh_tokenizer(tok):
 # --- other sources: folders, encoder.json + vocab.bpe -----------------------------------------------
 
 
-def test_packaged_ranks_are_the_shared_file():
+def test_packaged_ranks_are_openais_file():
     packaged = Path(__file__).resolve().parents[1] / "gpt_scratch" / "gpt2.tiktoken"
     assert hashlib.sha256(packaged.read_bytes()).hexdigest() == GPT2_TIKTOKEN_SHA256
-    assert packaged.read_bytes() == (BPE_DIR / "gpt2.tiktoken").read_bytes()
     notice = packaged.with_name("gpt2.tiktoken.NOTICE").read_text(encoding="utf-8")
     assert GPT2_TIKTOKEN_SHA256 in notice and "Copyright (c) 2019 OpenAI" in notice
 
 
-def test_encoder_json_and_vocab_bpe_give_the_same_tokenizer(tok, tmp_path, corpora):
+def test_rebuilt_vocab_files_are_openais_byte_for_byte(tmp_path):
+    # The sha256 hashes of OpenAI's encoder.json and vocab.bpe, as tiktoken_ext/openai_public.py pins them.
+    vocab, merges = write_gpt2_vocab_files(tmp_path / "new" / "folder")
+    assert (vocab.name, merges.name) == ("vocab.json", "merges.txt")
+    assert hashlib.sha256(vocab.read_bytes()).hexdigest() == (
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783")
+    assert hashlib.sha256(merges.read_bytes()).hexdigest() == (
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5")
+
+
+def test_encoder_json_and_vocab_bpe_give_the_same_tokenizer(tok, tmp_path, corpora, bpe_dir):
     folder = tmp_path / "data_gym"
     folder.mkdir()
-    shutil.copy(BPE_DIR / "encoder.json", folder)
-    shutil.copy(BPE_DIR / "vocab.bpe", folder)
+    shutil.copy(bpe_dir / "encoder.json", folder)
+    shutil.copy(bpe_dir / "vocab.bpe", folder)
     text, want = corpora["the-verdict.txt"]
-    for source in (folder, folder / "encoder.json", BPE_DIR, BPE_DIR / "gpt2.tiktoken"):
+    for source in (folder, folder / "encoder.json", bpe_dir, bpe_dir / "gpt2.tiktoken"):
         other = load_tokenizer(source)
         assert other(CASES)["input_ids"] == tok(CASES)["input_ids"], source
         assert other.encode(text) == want, source
@@ -385,9 +413,9 @@ def test_encoder_json_and_vocab_bpe_give_the_same_tokenizer(tok, tmp_path, corpo
 # --- errors -----------------------------------------------------------------------------------------
 
 
-def test_corrupted_ranks_name_the_file_and_the_hash(tmp_path):
+def test_corrupted_ranks_name_the_file_and_the_hash(tmp_path, bpe_dir):
     corrupted = tmp_path / "gpt2.tiktoken"
-    data = bytearray((BPE_DIR / "gpt2.tiktoken").read_bytes())
+    data = bytearray((bpe_dir / "gpt2.tiktoken").read_bytes())
     data[1000:1004] = b"QUJD"  # still valid base64: only the hash can tell
     corrupted.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=GPT2_TIKTOKEN_SHA256) as raised:
@@ -399,9 +427,9 @@ def test_corrupted_ranks_name_the_file_and_the_hash(tmp_path):
     assert "gpt2.tiktoken" in str(raised.value)
 
 
-def test_truncated_ranks_fail_without_a_hash(tmp_path):
+def test_truncated_ranks_fail_without_a_hash(tmp_path, bpe_dir):
     truncated = tmp_path / "gpt2.tiktoken"
-    truncated.write_bytes(b"\n".join((BPE_DIR / "gpt2.tiktoken").read_bytes().splitlines()[:-10]))
+    truncated.write_bytes(b"\n".join((bpe_dir / "gpt2.tiktoken").read_bytes().splitlines()[:-10]))
     with pytest.raises(ValueError, match="expected GPT-2's 50256 ranks") as raised:
         load_tokenizer(truncated)
     assert str(truncated) in str(raised.value)
@@ -423,14 +451,16 @@ def test_folder_without_bpe_files_says_what_was_expected(tmp_path):
         load_tokenizer(tmp_path / "encoder.json")
 
 
-def test_other_files_say_what_was_expected(tmp_path):
-    text_file = SHARED / "corpora" / "the-verdict.txt"
-    with pytest.raises(ValueError, match="gpt2.tiktoken ranks file, or encoder.json") as raised:
-        load_tokenizer(text_file)
-    assert str(text_file) in str(raised.value)
+def test_other_files_say_what_was_expected(tmp_path, bpe_dir):
+    # Named as the caller named it, also through a symbolic link (the message must not show the resolved path).
+    (tmp_path / "linked").symlink_to(THE_VERDICT.parent, target_is_directory=True)
+    for text_file in (THE_VERDICT, tmp_path / "linked" / THE_VERDICT.name):
+        with pytest.raises(ValueError, match="gpt2.tiktoken ranks file, or encoder.json") as raised:
+            load_tokenizer(text_file)
+        assert str(text_file) in str(raised.value)
     # encoder.json and vocab.bpe that do not belong together: merges out of order.
-    shutil.copy(BPE_DIR / "encoder.json", tmp_path)
-    lines = (BPE_DIR / "vocab.bpe").read_text(encoding="utf-8").splitlines()
+    shutil.copy(bpe_dir / "encoder.json", tmp_path)
+    lines = (bpe_dir / "vocab.bpe").read_text(encoding="utf-8").splitlines()
     lines[1], lines[2] = lines[2], lines[1]
     (tmp_path / "vocab.bpe").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="matching encoder.json \\+ vocab.bpe"):
