@@ -19,7 +19,9 @@ _GPT2_SIZES = {
     "gpt2-large": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
     "gpt2-xl": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
 }
-_PRESET_ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl"}
+# The sizes as the released checkpoints count them, and as the GPT-2 paper (table 2) spells them.
+_PRESET_ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl",
+                   "117M": "gpt2", "345M": "gpt2-medium", "762M": "gpt2-large", "1542M": "gpt2-xl"}
 PRESET_NAMES = tuple(_GPT2_SIZES) + tuple(_PRESET_ALIASES)
 
 # Written into every config.json, so a saved folder (with the code files `save_pretrained` copies beside
