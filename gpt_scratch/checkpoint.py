@@ -641,12 +641,16 @@ def _write_book(folder: Path, source: Source, dtype: torch.dtype, progress: bool
     # The book never ties its head: `out_head.weight` is written even where ours shares the token embedding.
     keys = list(source.shapes)
     total = sum(math.prod(source.shapes[k]) for k in keys) * dtype.itemsize
-    with _progress(total, len(keys), "Converting", progress) as bar:
+    # The bar counts what model.pth will hold: the weights, then one causal-mask buffer per block (to_book's).
+    tensors = len(keys) + source.config.n_layers
+    with _progress(total, tensors, "Converting", progress) as bar:
         ours = {}
-        for key in keys:
+        for i, key in enumerate(keys):
             ours[key] = source.get(key).to(dtype)
             bar.update(ours[key].nbytes)
-    book = to_book(ours)
+            bar.set_postfix_str(f"{i + 1}/{tensors} tensors", refresh=False)
+        book = to_book(ours)
+        bar.set_postfix_str(f"{len(book)}/{tensors} tensors")
     torch.save(book, folder / _BOOK_WEIGHTS)
     (folder / _BOOK_CONFIG).write_text(json.dumps(config_to_book(source.config), indent=2) + "\n")
     return len(book)
