@@ -44,7 +44,7 @@ try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx in 1.x
 except ImportError:  # huggingface_hub 1.x
     from httpx import RequestError as _ConnectionFailure
 
-__all__ = ["HubPushError", "push_to_hub"]
+__all__ = ["HubPushError", "push_to_hub", "render_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -501,6 +501,30 @@ def _render_card(repo_id: str, source: _Source, parameters: int, dtypes: list[st
         transformers_requirement=TRANSFORMERS_REQUIREMENT,
     )
     return ModelCard(card.content)  # parsed back, as the Hub and ModelCard.load will read it
+
+
+def render_model_card(folder: str | os.PathLike, name: str,
+                      card_data: Mapping[str, Any] | ModelCardData | None = None) -> ModelCard:
+    """The model card `push_to_hub` would publish for a saved gpt_scratch folder, rendered locally (no request).
+
+    name: what the card's usage snippet loads, a repo id or a path. card_data: as `push_to_hub` takes it.
+
+    Raises:
+        ValueError: card_data of the wrong shape, or weights that do not fit the folder's config.
+        FileNotFoundError: a missing config.json or model card template.
+    """
+    import gpt_scratch
+
+    extras = _parse_card_data(card_data)
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    architecture = (raw.get("architectures") or [GPTScratchForCausalLM.__name__])[0]
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(f"{folder}/config.json names architecture {architecture!r}; expected one of "
+                         f"{', '.join(_ARCHITECTURES)}")
+    source = _Source(GPTScratchConfig.from_pretrained(folder), architecture, folder, "")
+    parameters, dtypes = _describe_weights(folder, source)
+    return _render_card(name, source, parameters, dtypes, extras, template=_template(), version=gpt_scratch.__version__)
 
 
 def _template() -> str:
