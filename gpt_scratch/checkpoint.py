@@ -18,19 +18,17 @@ temporary folder beside the destination and is renamed into place only when comp
 PyTorch files (`.pth`, `.bin`) are pickles: they are read with `torch.load(weights_only=True, mmap=True)`,
 which accepts tensors and plain containers only and never runs the pickle's code.
 
-`load_hf_gpt2` is what `GPTScratchPreTrainedModel.from_pretrained` uses for a GPT-2 checkpoint.
+`load_pretrained` is `GPTScratchPreTrainedModel.from_pretrained` where this package is installed: it reads
+GPT-2 checkpoints through `load_hf_gpt2` and names the file and tensor when a checkpoint is broken.
 """
 
 import json
 import logging
 import math
 import os
-import secrets
-import shutil
 import struct
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from .convert import (
     plan_to_hf_gpt2,
     to_book,
 )
+from .files import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -505,38 +504,6 @@ class SafetensorsWriter:
         self._file.close()
 
 
-@contextmanager
-def _atomic_folder(dst: Path, overwrite: bool) -> Iterator[Path]:
-    """A fresh folder beside `dst`, renamed to `dst` once the block completes (removed if it fails)."""
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{dst} exists; pass --overwrite (overwrite=True) to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(4)}.partial"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if dst.exists() or dst.is_symlink():
-            if not overwrite:
-                raise FileExistsError(f"{dst} appeared while converting; pass --overwrite to replace it")
-            old = dst.parent / f".{dst.name}.{secrets.token_hex(4)}.old"
-            os.rename(dst, old)
-        try:
-            os.rename(tmp, dst)
-        except OSError:
-            if old is not None:
-                os.rename(old, dst)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
-
-
 def _progress(total_bytes: int, tensors: int, desc: str, enabled: bool):
     from transformers.utils.logging import tqdm
 
@@ -719,7 +686,7 @@ def convert_checkpoint(
     source = open_source(src, src_format, book_config_spec=book_config_spec, download=download)
     out_dtype = _dtype(dtype, source.dtype)
     logger.info("converting %s (%s) to %s (%s, %s)", src, source.format, dst, dst_format, out_dtype)
-    with _atomic_folder(dst, overwrite) as folder:
+    with atomic_folder(dst, overwrite) as folder:
         if dst_format == "scratch":
             n_tensors = _write_scratch(folder, source, out_dtype, shard_bytes, progress)
         elif dst_format == "hf-gpt2":
@@ -790,7 +757,83 @@ def load_hf_gpt2(
     return config, state_dict, kwargs
 
 
+# ----- from_pretrained: GPT-2 checkpoints, and broken files named ------------------------------------------------
+
+
+def load_pretrained(cls: type, load: Callable, pretrained_model_name_or_path: str | os.PathLike | None, *model_args,
+                    **kwargs):
+    """`GPTScratchPreTrainedModel.from_pretrained` where the gpt_scratch package is installed (`gpt_scratch`
+    sets `checkpoint_loader` to this on import). `load` is transformers' own `from_pretrained`, bound to `cls`.
+
+    A folder or Hub id whose config.json has model_type "gpt2" (e.g. "openai-community/gpt2") is converted on the
+    fly, config and weights, one tensor at a time (`load_hf_gpt2`). A local checkpoint that fails to load
+    (truncated or corrupt safetensors, shapes that do not fit the config) raises a ValueError naming the file and
+    tensor.
+    """
+    if pretrained_model_name_or_path is not None:
+        from transformers.utils import cached_file
+
+        try:
+            config_file = cached_file(pretrained_model_name_or_path, "config.json",
+                                      _raise_exceptions_for_missing_entries=False,
+                                      _raise_exceptions_for_connection_errors=False,
+                                      **{k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs})
+            model_type = json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
+        except (OSError, ValueError, AttributeError):  # unreadable: transformers' loader below says why
+            model_type = None
+        if model_type == "gpt2":
+            config, state_dict, kwargs = load_hf_gpt2(pretrained_model_name_or_path, cls.config_class, kwargs)
+            loaded = load(None, *model_args, config=config, state_dict=state_dict, **kwargs)
+            model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
+            model.config.name_or_path = str(pretrained_model_name_or_path)
+            return loaded
+    try:
+        return load(pretrained_model_name_or_path, *model_args, **kwargs)
+    except Exception as err:
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            raise
+        config = kwargs.get("config")
+        if not isinstance(config, GPTScratchConfig):
+            config = GPTScratchConfig.from_pretrained(folder)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+        for path in sorted(folder.glob("*.safetensors")):
+            if (problem := safetensors_problem(path, expected)) is not None:
+                raise ValueError(problem) from err
+        raise
+
+
+def safetensors_problem(path: Path, expected: Mapping[str, tuple[int, ...]]) -> str | None:
+    """What is wrong with one safetensors file (unreadable, truncated, a tensor of the wrong shape), or None.
+
+    Reads only the header (8-byte length + JSON), with the standard library.
+    """
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > size - 8:
+                return f"{path}: truncated or corrupt (header of {header_len} bytes in a {size}-byte file)"
+            header = json.loads(f.read(header_len))
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{path}: not a readable safetensors file ({err})"
+    data_size = size - 8 - header_len
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        end = info.get("data_offsets", [0, 0])[1]
+        if end > data_size:
+            return f"{path}: truncated: tensor {name!r} ends at byte {end} of the data, but only {data_size} are there"
+        want = expected.get(name, expected.get(name.removeprefix("model.")))
+        if want is not None and tuple(info.get("shape", ())) != want:
+            return (f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, but the config needs {want} "
+                    f"(does config.json belong to these weights?)")
+    return None
+
+
 __all__ = [
     "SOURCE_FORMATS", "TARGET_FORMATS", "DTYPES", "TensorFiles", "SafetensorsWriter", "Source", "ConversionResult",
     "detect_format", "book_config", "check_fits", "open_source", "convert_checkpoint", "load_hf_gpt2",
+    "load_pretrained", "safetensors_problem",
 ]
