@@ -1,7 +1,8 @@
 """gpt_scratch: the GPT of *Build a Large Language Model (From Scratch)* as a first-class transformers model.
 
-`import gpt_scratch` registers the config, models and tokenizer with transformers' Auto classes
-(through `register()`, which is idempotent and may be called again).
+`import gpt_scratch` registers the config, models and tokenizer with transformers' Auto classes and lets the
+models' `from_pretrained` read transformers GPT-2 checkpoints (through `register()`, which is idempotent and may be
+called again).
 """
 
 from .configuration_gpt_scratch import PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
@@ -18,12 +19,15 @@ def register() -> None:
     """Register `gpt_scratch` with AutoConfig, AutoModel, AutoModelForCausalLM and AutoTokenizer."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+    from .checkpoint import load_pretrained
     from .tokenization_gpt_scratch import register_auto_tokenizer
 
     AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
     AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
     AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
     register_auto_tokenizer()
+    # from_pretrained also reads transformers' GPT-2 checkpoints, and names the broken file of a failed load.
+    GPTScratchPreTrainedModel.checkpoint_loader = staticmethod(load_pretrained)
 
 
 register()

@@ -66,6 +66,23 @@ class GPTScratchConfig(PreTrainedConfig):
         "num_hidden_layers": "n_layers",
         "max_position_embeddings": "context_length",
     }
+    # Tensor parallelism (`from_pretrained(..., tp_plan="auto")`, and the serving engines that read it), Megatron's
+    # split: queries, keys, values and the feed-forward's expansion by output columns (each rank holds some heads),
+    # the two projections back into the residual stream by input rows (one all-reduce per sublayer).
+    base_model_tp_plan = {
+        "trf_blocks.*.att.W_query": "colwise",
+        "trf_blocks.*.att.W_key": "colwise",
+        "trf_blocks.*.att.W_value": "colwise",
+        "trf_blocks.*.att.out_proj": "rowwise",
+        "trf_blocks.*.ff.layers.expand": "colwise",
+        "trf_blocks.*.ff.layers.project": "rowwise",
+    }
+    # Pipeline parallelism: which inputs each top-level stage takes and what it hands on.
+    base_model_pp_plan = {
+        "tok_emb": (["input_ids"], ["inputs_embeds"]),
+        "trf_blocks": (["hidden_states", "attention_mask"], ["hidden_states"]),
+        "final_norm": (["hidden_states"], ["hidden_states"]),
+    }
 
     vocab_size: int = 50257
     context_length: int = 1024
@@ -126,6 +143,19 @@ class GPTScratchConfig(PreTrainedConfig):
                 raise ValueError(
                     f"{name} must be None or an integer in [0, {self.vocab_size}) (the vocabulary), got {value!r}"
                 )
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> tuple[dict[str, Any], dict]:
+        """transformers' reader of config.json, refusing another model's config (transformers only warns, then
+        builds this model from fields that mean something else)."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            hint = (": a transformers GPT-2 checkpoint, which GPTScratchForCausalLM.from_pretrained converts where the "
+                    "gpt_scratch package is installed (pip install gpt-scratch)" if model_type == "gpt2" else "")
+            raise ValueError(f"{pretrained_model_name_or_path}: config.json has model_type {model_type!r}, not "
+                             f"{cls.model_type!r}{hint}")
+        return config_dict, kwargs
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "GPTScratchConfig":

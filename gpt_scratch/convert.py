@@ -60,21 +60,29 @@ HF_GPT2_RULES: tuple[Rule, ...] = (
     Rule(f"{_BLOCK}.att.out_proj.bias", f"{_H}.attn.c_proj.bias"),
     Rule(f"{_BLOCK}.norm2.scale", f"{_H}.ln_2.weight"),
     Rule(f"{_BLOCK}.norm2.shift", f"{_H}.ln_2.bias"),
-    Rule(f"{_BLOCK}.ff.layers.0.weight", f"{_H}.mlp.c_fc.weight", transpose=True),
-    Rule(f"{_BLOCK}.ff.layers.0.bias", f"{_H}.mlp.c_fc.bias"),
-    Rule(f"{_BLOCK}.ff.layers.2.weight", f"{_H}.mlp.c_proj.weight", transpose=True),
-    Rule(f"{_BLOCK}.ff.layers.2.bias", f"{_H}.mlp.c_proj.bias"),
+    Rule(f"{_BLOCK}.ff.layers.expand.weight", f"{_H}.mlp.c_fc.weight", transpose=True),
+    Rule(f"{_BLOCK}.ff.layers.expand.bias", f"{_H}.mlp.c_fc.bias"),
+    Rule(f"{_BLOCK}.ff.layers.project.weight", f"{_H}.mlp.c_proj.weight", transpose=True),
+    Rule(f"{_BLOCK}.ff.layers.project.bias", f"{_H}.mlp.c_proj.bias"),
     Rule("model.final_norm.scale", "transformer.ln_f.weight"),
     Rule("model.final_norm.shift", "transformer.ln_f.bias"),
     Rule("lm_head.weight", "lm_head.weight"),
 )
 
-# The book's GPTModel uses our module names without the `model.` prefix, and calls the head `out_head`.
-BOOK_RULES: tuple[Rule, ...] = tuple(
-    Rule(r.ours, "out_head.weight" if r.ours == "lm_head.weight" else r.ours.removeprefix("model."),
-         optional=r.optional)
-    for r in HF_GPT2_RULES
-)
+# The book's GPTModel uses our module names without the `model.` prefix, indexes the feed-forward's Sequential
+# (`ff.layers.0`, `ff.layers.2`) where ours names its Linear layers, and calls the head `out_head`.
+_BOOK_NAMES = {"lm_head.weight": "out_head.weight", ".ff.layers.expand.": ".ff.layers.0.", ".ff.layers.project.":
+               ".ff.layers.2."}
+
+
+def _book_key(ours: str) -> str:
+    key = ours.removeprefix("model.")
+    for name, book_name in _BOOK_NAMES.items():
+        key = key.replace(name, book_name)
+    return key
+
+
+BOOK_RULES: tuple[Rule, ...] = tuple(Rule(r.ours, _book_key(r.ours), optional=r.optional) for r in HF_GPT2_RULES)
 
 # Buffers that carry no weights: GPT-2's old causal-mask buffers, the book's `att.mask`.
 _HF_IGNORED = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
@@ -88,9 +96,9 @@ def _expected_shape(ours_key: str, vocab: int, positions: int, channels: int) ->
         "model.tok_emb.weight": (vocab, channels),
         "model.pos_emb.weight": (positions, channels),
         "lm_head.weight": (vocab, channels),
-        "ff.layers.0.weight": (4 * channels, channels),
-        "ff.layers.0.bias": (4 * channels,),
-        "ff.layers.2.weight": (channels, 4 * channels),
+        "ff.layers.expand.weight": (4 * channels, channels),
+        "ff.layers.expand.bias": (4 * channels,),
+        "ff.layers.project.weight": (channels, 4 * channels),
     }
     if suffix in shapes:
         return shapes[suffix]

@@ -35,8 +35,9 @@ from huggingface_hub.utils import tqdm, validate_repo_id
 from safetensors import safe_open
 from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBase
 
+from .checkpoint import safetensors_problem
 from .configuration_gpt_scratch import AUTO_MAP, PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
-from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, _safetensors_problem
+from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
 from .tokenization_gpt_scratch import load_tokenizer
 
 try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx in 1.x
@@ -390,7 +391,7 @@ def _describe_weights(staging: Path, source: _Source) -> tuple[int, list[str]]:
     expected = {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
     found: dict[str, tuple[tuple[int, ...], str]] = {}
     for path in sorted(staging.glob("*.safetensors")):
-        if (problem := _safetensors_problem(path, expected)) is not None:
+        if (problem := safetensors_problem(path, expected)) is not None:
             raise ValueError(problem.replace(str(staging), str(source.folder or "the saved model")))
         with safe_open(path, framework="pt") as weights:
             for key in weights.keys():

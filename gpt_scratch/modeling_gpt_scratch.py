@@ -1,21 +1,21 @@
 """The GPT of *Build a Large Language Model (From Scratch)*, ch. 4, as a transformers model.
 
-Read top-down: LayerNorm, GELU and FeedForward, then attention, the transformer block, the base model
-(embeddings -> blocks -> final norm) and the causal LM head. Module names follow the book (`tok_emb`,
-`trf_blocks`, `att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers recognise every part; the
-plumbing (KV cache, masks, attention kernels, output capture) is transformers 5's standard machinery.
+Reads leaf-first, as the book builds it: LayerNorm, GELU and FeedForward, then attention, the transformer block,
+the base model (embeddings -> blocks -> final norm) and, last, the causal LM head that generate() drives. Module
+names follow the book (`tok_emb`, `trf_blocks`, `att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers
+recognise every part; the plumbing (KV cache, masks, attention kernels, output capture, tensor-parallel plans)
+is transformers 5's standard machinery.
 
-This file imports only torch, transformers and the configuration, so `save_pretrained` can ship it
-to the Hub as remote code.
+This file is the model and nothing else: it imports only torch, transformers and the configuration, so
+`save_pretrained` can ship it to the Hub as remote code. Loading other checkpoint formats and diagnosing broken
+files live in the gpt_scratch package (`gpt_scratch.checkpoint`).
 """
 
 import functools
-import json
 import math
-import os
-import struct
+from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -76,16 +76,20 @@ class GELU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Expand to 4x the embedding width, GELU, project back."""
+    """Expand to 4x the embedding width, GELU, project back.
+
+    The book's `layers` Sequential, with its two Linear layers named (`layers.expand`, `layers.project`; `layers[0]`
+    and `layers[2]` still index them) so a tensor-parallel plan can split one by columns and the other by rows.
+    """
 
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(config.emb_dim, 4 * config.emb_dim),
-            GELU(),
-            nn.Linear(4 * config.emb_dim, config.emb_dim),
-        )
-        self.layers[2].writes_residual = True  # scaled initialisation, see _init_weights
+        self.layers = nn.Sequential(OrderedDict(
+            expand=nn.Linear(config.emb_dim, 4 * config.emb_dim),
+            gelu=GELU(),
+            project=nn.Linear(4 * config.emb_dim, config.emb_dim),
+        ))
+        self.layers.project.writes_residual = True  # scaled initialisation, see _init_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -125,7 +129,6 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
-        self.num_heads = config.n_heads
         self.head_dim = config.head_dim
         self.num_key_value_groups = 1  # every head has its own keys and values
         self.scaling = self.head_dim**-0.5
@@ -145,8 +148,9 @@ class MultiHeadAttention(nn.Module):
         cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch, tokens, channels = hidden_states.shape
-        heads_shape = (batch, tokens, self.num_heads, self.head_dim)
+        batch, tokens, _ = hidden_states.shape
+        # -1 heads: under tensor parallelism a rank holds only some of the heads (and C / ranks channels).
+        heads_shape = (batch, tokens, -1, self.head_dim)
         queries = self.W_query(hidden_states).view(heads_shape).transpose(1, 2)  # (B, T, C) -> (B, H, T, D)
         keys = self.W_key(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
         values = self.W_value(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
@@ -168,7 +172,7 @@ class MultiHeadAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        context = context.reshape(batch, tokens, channels).contiguous()  # (B, T, H, D) -> (B, T, C)
+        context = context.reshape(batch, tokens, -1).contiguous()  # (B, T, H, D) -> (B, T, C)
         return self.out_proj(context), attn_weights
 
 
@@ -227,79 +231,17 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             std = self.config.initializer_range / math.sqrt(2 * self.config.n_layers)
             init.normal_(module.weight, mean=0.0, std=std)
 
+    # Checkpoints in other formats (transformers' GPT-2) are read by the gpt_scratch package, which sets this to its
+    # loader on import (`gpt_scratch.checkpoint.load_pretrained`). As remote code, this file reads its own format.
+    checkpoint_loader: ClassVar[Callable | None] = None
+
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
-        """transformers' `from_pretrained`, which also reads transformers GPT-2 checkpoints: a folder or Hub id
-        whose config.json has model_type "gpt2" (e.g. "openai-community/gpt2") is converted on the fly, config
-        and weights, one tensor at a time (`gpt_scratch.checkpoint.load_hf_gpt2`). A local checkpoint that
-        fails to load (truncated or corrupt safetensors, shapes that do not fit the config) raises a ValueError
-        naming the file and tensor."""
-        if pretrained_model_name_or_path is not None:
-            from transformers.utils import cached_file
-
-            download = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
-            try:
-                config_file = cached_file(pretrained_model_name_or_path, "config.json",
-                                          _raise_exceptions_for_missing_entries=False,
-                                          _raise_exceptions_for_connection_errors=False,
-                                          **{k: kwargs[k] for k in download if k in kwargs})
-                model_type = json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
-            except (OSError, ValueError, AttributeError):  # unreadable: transformers' loader below says why
-                model_type = None
-            if model_type == "gpt2":
-                try:  # the converter ships with the gpt_scratch package, not in the code saved beside weights
-                    from gpt_scratch.checkpoint import load_hf_gpt2
-                except ImportError as err:
-                    raise ValueError(f"{pretrained_model_name_or_path} is a transformers GPT-2 checkpoint; loading it "
-                                     f"into {cls.__name__} converts it, which needs `pip install gpt-scratch`") from err
-                config, state_dict, kwargs = load_hf_gpt2(pretrained_model_name_or_path, cls.config_class, kwargs)
-                loaded = super().from_pretrained(None, *model_args, config=config, state_dict=state_dict, **kwargs)
-                model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
-                model.config.name_or_path = str(pretrained_model_name_or_path)
-                return loaded
-        try:
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """transformers' `from_pretrained`; with the gpt_scratch package installed it also reads transformers GPT-2
+        checkpoints (converted on the fly) and names the file and tensor when a checkpoint is broken."""
+        if cls.checkpoint_loader is None:
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        except Exception as err:
-            folder = Path(pretrained_model_name_or_path)
-            if not folder.is_dir():
-                raise
-            config = kwargs.get("config")
-            if not isinstance(config, GPTScratchConfig):
-                config = GPTScratchConfig.from_pretrained(folder)
-            with torch.device("meta"):
-                expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
-            for path in sorted(folder.glob("*.safetensors")):
-                if (problem := _safetensors_problem(path, expected)) is not None:
-                    raise ValueError(problem) from err
-            raise
-
-
-def _safetensors_problem(path: Path, expected: dict[str, tuple[int, ...]]) -> str | None:
-    """What is wrong with one safetensors file (unreadable, truncated, a tensor of the wrong shape), or None.
-
-    Reads only the header (8-byte length + JSON), with the standard library.
-    """
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                return f"{path}: truncated or corrupt (header of {header_len} bytes in a {size}-byte file)"
-            header = json.loads(f.read(header_len))
-    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return f"{path}: not a readable safetensors file ({err})"
-    data_size = size - 8 - header_len
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        end = info.get("data_offsets", [0, 0])[1]
-        if end > data_size:
-            return f"{path}: truncated: tensor {name!r} ends at byte {end} of the data, but only {data_size} are there"
-        want = expected.get(name, expected.get(name.removeprefix("model.")))
-        if want is not None and tuple(info.get("shape", ())) != want:
-            return (f"{path}: tensor {name!r} has shape {tuple(info['shape'])}, but the config needs {want} "
-                    f"(does config.json belong to these weights?)")
-    return None
+        return cls.checkpoint_loader(cls, super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
 
 def _check_inputs(
@@ -419,6 +361,8 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.tok_emb.weight"}
+    _tp_plan = {"lm_head": "colwise_gather_output"}  # each rank scores part of the vocabulary, then all-gather
+    _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
     _auto_class = "AutoModelForCausalLM"  # save_pretrained copies the code files beside the weights
 
     def __init__(self, config: GPTScratchConfig):

@@ -65,8 +65,8 @@ def test_shape_mismatch_names_key_expected_and_found():
                                          r"found \(32, 16\)"):
         from_hf_gpt2(sd)
     ours = from_hf_gpt2(_hf_state_dict())
-    ours["model.trf_blocks.1.ff.layers.0.weight"] = torch.zeros(64, 32)
-    with pytest.raises(ValueError, match=r"ff\.layers\.0\.weight: expected shape \(128, 32\), found \(64, 32\)"):
+    ours["model.trf_blocks.1.ff.layers.expand.weight"] = torch.zeros(64, 32)
+    with pytest.raises(ValueError, match=r"ff\.layers\.expand\.weight: expected shape \(128, 32\), found \(64, 32\)"):
         to_hf_gpt2(ours)
 
 

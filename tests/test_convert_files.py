@@ -151,11 +151,13 @@ def test_from_pretrained_gpt2_refuses_a_config_that_does_not_fit(gpt2_dir):
 
 
 def test_from_pretrained_gpt2_without_the_package_says_what_is_needed(gpt2_dir, monkeypatch):
-    # What the remote code (shipped beside the weights) meets where gpt_scratch is not installed.
-    monkeypatch.setitem(sys.modules, "gpt_scratch.checkpoint", None)
-    with pytest.raises(ValueError, match=r"is a transformers GPT-2 checkpoint; loading it into GPTScratchForCausalLM "
-                                         r"converts it, which needs `pip install gpt-scratch`"):
+    # What the remote code (shipped beside the weights) meets where gpt_scratch is not installed: no loader.
+    monkeypatch.setattr(GPTScratchForCausalLM, "checkpoint_loader", None)
+    with pytest.raises(ValueError, match=r"config.json has model_type 'gpt2', not 'gpt_scratch': a transformers GPT-2 "
+                                         r"checkpoint, which GPTScratchForCausalLM.from_pretrained converts where the "
+                                         r"gpt_scratch package is installed \(pip install gpt-scratch\)") as raised:
         GPTScratchForCausalLM.from_pretrained(gpt2_dir)
+    assert str(gpt2_dir) in str(raised.value)
 
 
 # ----- gpt-scratch convert: GPT-2 -> ours -> GPT-2 ---------------------------------------------------------

@@ -19,8 +19,8 @@ def test_book_module_names():
     for name in ["model.tok_emb.weight", "model.pos_emb.weight", "model.trf_blocks.1.norm1.scale",
                  "model.trf_blocks.1.norm2.shift", "model.trf_blocks.0.att.W_query.weight",
                  "model.trf_blocks.0.att.W_key.bias", "model.trf_blocks.0.att.W_value.weight",
-                 "model.trf_blocks.0.att.out_proj.weight", "model.trf_blocks.0.ff.layers.0.weight",
-                 "model.trf_blocks.0.ff.layers.2.bias", "model.final_norm.scale", "lm_head.weight"]:
+                 "model.trf_blocks.0.att.out_proj.weight", "model.trf_blocks.0.ff.layers.expand.weight",
+                 "model.trf_blocks.0.ff.layers.project.bias", "model.final_norm.scale", "lm_head.weight"]:
         assert name in names
     assert isinstance(model.model.drop_emb, torch.nn.Dropout)
     assert isinstance(model.model.trf_blocks[0].drop_shortcut, torch.nn.Dropout)
