@@ -19,7 +19,7 @@ def register() -> None:
     """Register `gpt_scratch` with AutoConfig, AutoModel, AutoModelForCausalLM and AutoTokenizer."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
-    from .checkpoint import load_pretrained
+    from .checkpoint import load_pretrained, save_pretrained
     from .tokenization_gpt_scratch import register_auto_tokenizer
 
     AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
@@ -28,6 +28,8 @@ def register() -> None:
     register_auto_tokenizer()
     # from_pretrained also reads transformers' GPT-2 checkpoints, and names the broken file of a failed load.
     GPTScratchPreTrainedModel.checkpoint_loader = staticmethod(load_pretrained)
+    # save_pretrained writes the folder whole or not at all (a failed save leaves the previous one as it was).
+    GPTScratchPreTrainedModel.checkpoint_saver = staticmethod(save_pretrained)
 
 
 register()

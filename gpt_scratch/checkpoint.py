@@ -22,10 +22,12 @@ which accepts tensors and plain containers only and never runs the pickle's code
 GPT-2 checkpoints through `load_hf_gpt2` and names the file and tensor when a checkpoint is broken.
 """
 
+import errno
 import json
 import logging
 import math
 import os
+import re
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -832,8 +834,49 @@ def safetensors_problem(path: Path, expected: Mapping[str, tuple[int, ...]]) -> 
     return None
 
 
+
+# ----- save_pretrained: the folder whole or not at all ----------------------------------------------------------
+
+
+def save_pretrained(model: Any, save: Callable, save_directory: str | os.PathLike, *args, **kwargs):
+    """`GPTScratchPreTrainedModel.save_pretrained` where the gpt_scratch package is installed (`gpt_scratch` sets
+    `checkpoint_saver` to this on import). `save` is transformers' own `save_pretrained`, bound to `model`.
+
+    transformers writes into a fresh folder beside `save_directory`, which then takes its place whole
+    (`gpt_scratch.files.atomic_folder`): a save that fails or is interrupted (a full disk, Ctrl-C, a killed process)
+    leaves the previous folder exactly as it was. The folder's other files (a tokenizer, a README, optimizer states)
+    are kept; its previous weights (model.safetensors, or shards and their index, of the same `variant`) are not,
+    so a re-save never mixes old and new shards. Ranks that write nothing (`is_main_process=False`, the other ranks
+    of a distributed job) and distributed checkpoints call transformers' save unchanged.
+
+    Raises:
+        TypeError: `save_directory` is not a path.
+        NotADirectoryError: `save_directory` is a regular file.
+        OSError: the save failed part way (the message names the folder, which was left as it was).
+    """
+    import inspect
+
+    if not isinstance(save_directory, (str, os.PathLike)):
+        raise TypeError(f"save_directory must be a folder's path, got {type(save_directory).__name__}")
+    if os.path.isfile(save_directory):
+        raise NotADirectoryError(errno.ENOTDIR, f"save_directory {save_directory} is a file, not a folder: pass a "
+                                                f"folder's path (a missing one is created)")
+    arguments = inspect.signature(save).bind(save_directory, *args, **kwargs)
+    arguments.apply_defaults()
+    options = {**arguments.arguments, **arguments.arguments.get("kwargs", {})}
+    if options.get("distributed_checkpoint") or not model.should_save_on_this_rank(options["is_main_process"]):
+        return save(save_directory, *args, **kwargs)
+    if options.get("push_to_hub"):  # transformers names the repo after the folder it writes
+        kwargs.setdefault("repo_id", Path(save_directory).name)
+    variant = re.escape(f".{options['variant']}") if options.get("variant") else ""
+    old_weights = re.compile(rf"model{variant}(-\d{{5}}-of-\d{{5}})?\.safetensors"
+                             rf"|model\.safetensors\.index{variant}\.json")
+    with atomic_folder(save_directory, overwrite=True, carry_over=lambda name: not old_weights.fullmatch(name)) as tmp:
+        return save(tmp, *args, **kwargs)
+
+
 __all__ = [
     "SOURCE_FORMATS", "TARGET_FORMATS", "DTYPES", "TensorFiles", "SafetensorsWriter", "Source", "ConversionResult",
     "detect_format", "book_config", "check_fits", "open_source", "convert_checkpoint", "load_hf_gpt2",
-    "load_pretrained", "safetensors_problem",
+    "load_pretrained", "save_pretrained", "safetensors_problem",
 ]

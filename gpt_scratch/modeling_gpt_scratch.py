@@ -243,6 +243,17 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         return cls.checkpoint_loader(cls, super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
+    # Likewise the package sets this to its saver (`gpt_scratch.checkpoint.save_pretrained`), which writes the folder
+    # whole or not at all; as remote code, this file saves as transformers does.
+    checkpoint_saver: ClassVar[Callable | None] = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' `save_pretrained`; with the gpt_scratch package installed a failed or interrupted save leaves
+        the previous folder as it was (the new one is written beside it and swapped in whole)."""
+        if self.checkpoint_saver is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        return self.checkpoint_saver(self, super().save_pretrained, save_directory, *args, **kwargs)
+
 
 def _check_inputs(
     config: GPTScratchConfig,
