@@ -29,6 +29,36 @@ THE_VERDICT = Path(__file__).with_name("the-verdict.txt")
 _SAFE_CUT = re.compile(r"(?<=\S)\s")
 
 
+def check_text_file(path: str | os.PathLike, *, sniff_bytes: int = 1 << 20) -> Path:
+    """`path` as a Path, after the checks that catch a wrong argument before any work: it exists, is a file, is
+    not empty, and its first `sniff_bytes` are UTF-8 text without NUL bytes (which no text file has, and nearly
+    every binary file does). A bad byte further on is found by `tokenize_file`, which reads it all.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a folder, an empty file, a binary file, or text that is not UTF-8.
+    """
+    import codecs
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such text file: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file (expected a UTF-8 text file)")
+    with open(path, "rb") as f:
+        head = f.read(sniff_bytes)
+    if not head:
+        raise ValueError(f"{path} is empty (expected UTF-8 text)")
+    if b"\0" in head:
+        raise ValueError(f"{path} is not text: it holds NUL bytes (a binary file?); expected UTF-8 text")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < sniff_bytes)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it first, e.g. with "
+                         f"iconv -t utf-8") from None
+    return path
+
+
 def tokenize_file(
     path: str | os.PathLike,
     *,
@@ -170,4 +200,4 @@ def collate_windows(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-__all__ = ["tokenize_file", "TokenWindowDataset", "collate_windows"]
+__all__ = ["check_text_file", "tokenize_file", "TokenWindowDataset", "collate_windows"]
