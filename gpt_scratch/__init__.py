@@ -8,7 +8,12 @@ called again).
 from .configuration_gpt_scratch import PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 from .data import TokenWindowDataset, collate_windows, tokenize_file
 from .hub import HubPushError, push_to_hub
-from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, GPTScratchPreTrainedModel
+from .modeling_gpt_scratch import (
+    GPTScratchForCausalLM,
+    GPTScratchForSequenceClassification,
+    GPTScratchModel,
+    GPTScratchPreTrainedModel,
+)
 from .scoring import SequenceScore, score_texts
 from .tokenization_gpt_scratch import load_tokenizer
 
@@ -16,8 +21,9 @@ __version__ = "0.1.0"
 
 
 def register() -> None:
-    """Register `gpt_scratch` with AutoConfig, AutoModel, AutoModelForCausalLM and AutoTokenizer."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    """Register `gpt_scratch` with AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification and
+    AutoTokenizer, and, where PEFT is installed, give LoRA its default target modules for `gpt_scratch` models."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from .checkpoint import load_pretrained, save_pretrained
     from .tokenization_gpt_scratch import register_auto_tokenizer
@@ -25,11 +31,31 @@ def register() -> None:
     AutoConfig.register(GPTScratchConfig.model_type, GPTScratchConfig, exist_ok=True)
     AutoModel.register(GPTScratchConfig, GPTScratchModel, exist_ok=True)
     AutoModelForCausalLM.register(GPTScratchConfig, GPTScratchForCausalLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(GPTScratchConfig, GPTScratchForSequenceClassification, exist_ok=True)
     register_auto_tokenizer()
     # from_pretrained also reads transformers' GPT-2 checkpoints, and names the broken file of a failed load.
     GPTScratchPreTrainedModel.checkpoint_loader = staticmethod(load_pretrained)
     # save_pretrained writes the folder whole or not at all (a failed save leaves the previous one as it was).
     GPTScratchPreTrainedModel.checkpoint_saver = staticmethod(save_pretrained)
+    _register_lora_targets()
+
+
+# LoRA's default target modules for `gpt_scratch` models: the query, key and value projections, the weights PEFT's
+# default for GPT-2 (`c_attn`, its fused query|key|value) adapts, so `LoraConfig()` needs no `target_modules`.
+LORA_TARGET_MODULES = ["W_query", "W_key", "W_value"]
+
+
+def _register_lora_targets() -> None:
+    """Add LORA_TARGET_MODULES to PEFT's table of defaults (keyed by model_type), where PEFT is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:  # not installed: nothing to register, and nothing imported
+        return
+    try:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as lora_defaults
+    except ImportError:  # a PEFT that does not import (or moved its table): LoraConfig then needs target_modules
+        return
+    lora_defaults.setdefault(GPTScratchConfig.model_type, list(LORA_TARGET_MODULES))
 
 
 register()
@@ -38,7 +64,9 @@ __all__ = [
     "GPTScratchConfig",
     "GPTScratchModel",
     "GPTScratchForCausalLM",
+    "GPTScratchForSequenceClassification",
     "GPTScratchPreTrainedModel",
+    "LORA_TARGET_MODULES",
     "PRESET_NAMES",
     "load_tokenizer",
     "register",

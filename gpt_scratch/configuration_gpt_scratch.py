@@ -39,6 +39,7 @@ AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
     "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
     "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_gpt_scratch.GPTScratchForSequenceClassification",
 }
 
 

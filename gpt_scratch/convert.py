@@ -69,6 +69,15 @@ HF_GPT2_RULES: tuple[Rule, ...] = (
     Rule("lm_head.weight", "lm_head.weight"),
 )
 
+# GPT2ForSequenceClassification: the same body, and a `score` head of shape (num_labels, C), without bias, where
+# GPT2LMHeadModel has `lm_head`; it is GPTScratchForSequenceClassification's `score`. A state dict holding
+# `score.weight` is converted with this table.
+HF_GPT2_CLASSIFIER_RULES: tuple[Rule, ...] = HF_GPT2_RULES[:-1] + (Rule("score.weight", "score.weight"),)
+
+
+def _hf_gpt2_rules(keys: Sequence[str]) -> tuple[Rule, ...]:
+    return HF_GPT2_CLASSIFIER_RULES if "score.weight" in keys else HF_GPT2_RULES
+
 # The book's GPTModel uses our module names without the `model.` prefix, indexes the feed-forward's Sequential
 # (`ff.layers.0`, `ff.layers.2`) where ours names its Linear layers, and calls the head `out_head`.
 _BOOK_NAMES = {"lm_head.weight": "out_head.weight", ".ff.layers.expand.": ".ff.layers.0.", ".ff.layers.project.":
@@ -84,18 +93,37 @@ def _book_key(ours: str) -> str:
 
 BOOK_RULES: tuple[Rule, ...] = tuple(Rule(r.ours, _book_key(r.ours), optional=r.optional) for r in HF_GPT2_RULES)
 
+# llama.cpp's GGUF names for its `gpt2` architecture (gguf-py's TENSOR_NAMES; what convert_hf_to_gguf.py makes of a
+# GPT-2 folder). GGUF keeps PyTorch's (out, in) layout, so nothing is transposed; the query, key and value are fused
+# as in GPT-2 (`attn_qkv`, rows q|k|v). A tied head has no `output.weight`: llama.cpp then reuses `token_embd`.
+_GGUF_NAMES = {
+    "transformer.wte.": "token_embd.", "transformer.wpe.": "position_embd.", "transformer.h.{i}.": "blk.{i}.",
+    "ln_1.": "attn_norm.", "attn.c_attn.": "attn_qkv.", "attn.c_proj.": "attn_output.", "ln_2.": "ffn_norm.",
+    "mlp.c_fc.": "ffn_up.", "mlp.c_proj.": "ffn_down.", "transformer.ln_f.": "output_norm.", "lm_head.": "output.",
+}
+
+
+def _gguf_key(gpt2_key: str) -> str:
+    for name, gguf_name in _GGUF_NAMES.items():
+        gpt2_key = gpt2_key.replace(name, gguf_name)
+    return gpt2_key
+
+
+GGUF_RULES: tuple[Rule, ...] = tuple(replace(r, theirs=_gguf_key(r.theirs), transpose=False) for r in HF_GPT2_RULES)
+
 # Buffers that carry no weights: GPT-2's old causal-mask buffers, the book's `att.mask`.
 _HF_IGNORED = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 _BOOK_MASK = re.compile(r"^trf_blocks\.\d+\.att\.mask$")
 
 
-def _expected_shape(ours_key: str, vocab: int, positions: int, channels: int) -> tuple[int, ...]:
+def _expected_shape(ours_key: str, vocab: int, positions: int, channels: int, labels: int) -> tuple[int, ...]:
     """The shape of one of our tensors, from the model's dimensions."""
     suffix = re.sub(r"^model\.trf_blocks\.\d+\.", "", ours_key)
     shapes = {
         "model.tok_emb.weight": (vocab, channels),
         "model.pos_emb.weight": (positions, channels),
         "lm_head.weight": (vocab, channels),
+        "score.weight": (labels, channels),
         "ff.layers.expand.weight": (4 * channels, channels),
         "ff.layers.expand.bias": (4 * channels,),
         "ff.layers.project.weight": (channels, 4 * channels),
@@ -173,14 +201,16 @@ def make(step: Step, get: Callable[[str], torch.Tensor], zeros_like: torch.Tenso
     return tensor.t().contiguous() if rule.transpose else tensor
 
 
-def _dims(shapes: Shapes, emb_key: str, pos_key: str) -> tuple[int, int, int]:
+def _dims(shapes: Shapes, emb_key: str, pos_key: str) -> tuple[int, int, int, int]:
+    """(vocab, positions, channels, labels): labels is the classification head's size (`score.weight`), or 0."""
     for key in (emb_key, pos_key):
         if key not in shapes:
             raise ValueError(f"missing key {key!r}: not a state dict of this format")
         if len(shapes[key]) != 2:
             raise ValueError(f"{key}: expected a 2-D tensor, found shape {tuple(shapes[key])}")
     vocab, channels = shapes[emb_key]
-    return vocab, shapes[pos_key][0], channels
+    labels = tuple(shapes["score.weight"])[0] if len(shapes.get("score.weight", ())) == 2 else 0
+    return vocab, shapes[pos_key][0], channels, labels
 
 
 def _check_keys(found: set[str], expected: set[str], optional: set[str], fmt: str) -> None:
@@ -239,6 +269,14 @@ def _apply(steps: list[Step], sd: Mapping[str, torch.Tensor], zeros_like: torch.
 
 
 def _shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """The shapes of a state dict, after checking it is one (every public map starts here)."""
+    if not isinstance(sd, Mapping):
+        raise TypeError(f"state_dict must be a mapping of names to tensors (model.state_dict()), got "
+                        f"{type(sd).__name__}")
+    not_tensors = [k for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise TypeError(f"state_dict must map names to tensors; {not_tensors[:3]!r} do not "
+                        f"({type(sd[not_tensors[0]]).__name__})")
     return {k: tuple(v.shape) for k, v in sd.items()}
 
 
@@ -248,29 +286,44 @@ def _shapes(sd: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 def plan_from_hf_gpt2(shapes: Shapes) -> list[Step]:
     """Plan a `GPT2LMHeadModel`/`GPT2Model` state dict (keys with or without `transformer.`) -> ours, from
     the tensors' shapes; the steps' sources are the keys as given. A missing `lm_head.weight` means the head
-    is tied: it is read from the token embedding.
+    is tied: it is read from the token embedding. A `GPT2ForSequenceClassification` state dict (`score.weight`)
+    plans `GPTScratchForSequenceClassification`'s.
 
     Raises:
         ValueError: missing or unexpected keys (listed), or a tensor whose shape does not fit the model's
             dimensions (key, expected, found).
     """
-    given = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": k for k in shapes}
+    given = {k if k.startswith(("transformer.", "lm_head.", "score.")) else f"transformer.{k}": k for k in shapes}
     given = {k: v for k, v in given.items() if not _HF_IGNORED.match(k)}
-    if "lm_head.weight" not in given and "transformer.wte.weight" in given:
+    rules = _hf_gpt2_rules(list(given))
+    if rules is HF_GPT2_RULES and "lm_head.weight" not in given and "transformer.wte.weight" in given:
         given["lm_head.weight"] = given["transformer.wte.weight"]
     named = {k: tuple(shapes[v]) for k, v in given.items()}
     dims = _dims(named, "transformer.wte.weight", "transformer.wpe.weight")
     n_layers = _n_layers(list(named), r"^transformer\.h\.(\d+)\.")
-    steps = _plan_to_ours(named, _expand(HF_GPT2_RULES, n_layers), dims, "GPT-2")
+    steps = _plan_to_ours(named, _expand(rules, n_layers), dims, "GPT-2")
     return [replace(s, sources=tuple(given[k] for k in s.sources)) for s in steps]
 
 
 def plan_to_hf_gpt2(shapes: Shapes) -> list[Step]:
-    """Plan our state dict -> a `GPT2LMHeadModel` state dict, from the tensors' shapes.
+    """Plan our state dict -> a `GPT2LMHeadModel` state dict (or, from a classifier's, a
+    `GPT2ForSequenceClassification` one), from the tensors' shapes.
 
     GPT-2 always has query/key/value biases: those of a model without them (`qkv_bias=False`) are planned
     as zeros (`None` sources), which compute the same thing.
     """
+    return _plan_to_fused(shapes, _hf_gpt2_rules(list(shapes)))
+
+
+def plan_to_gguf(shapes: Shapes) -> list[Step]:
+    """Plan our causal LM's state dict -> llama.cpp's `gpt2` tensors (`GGUF_RULES`), from the tensors' shapes; as
+    `plan_to_hf_gpt2`, with zeros for missing query/key/value biases. Keys are GGUF's (`blk.0.attn_qkv.weight`, ...).
+    """
+    return _plan_to_fused(shapes, GGUF_RULES)
+
+
+def _plan_to_fused(shapes: Shapes, rules: tuple[Rule, ...]) -> list[Step]:
+    """Our state dict -> a format that fuses query|key|value (GPT-2's, GGUF's), absent biases planned as zeros."""
     named = {k: tuple(v) for k, v in shapes.items()}
     dims = _dims(named, "model.tok_emb.weight", "model.pos_emb.weight")
     n_layers = _n_layers(list(named), r"^model\.trf_blocks\.(\d+)\.")
@@ -281,11 +334,12 @@ def plan_to_hf_gpt2(shapes: Shapes) -> list[Step]:
             if key not in named:
                 named[key] = (dims[2],)
                 zeros.add(key)
-    return _plan_from_ours(named, _expand(HF_GPT2_RULES, n_layers), dims, frozenset(zeros))
+    return _plan_from_ours(named, _expand(rules, n_layers), dims, frozenset(zeros))
 
 
 def from_hf_gpt2(sd: Mapping[str, torch.Tensor]) -> StateDict:
-    """A `GPT2LMHeadModel`/`GPT2Model` state dict (keys with or without `transformer.`) -> ours.
+    """A `GPT2LMHeadModel`/`GPT2Model` state dict (keys with or without `transformer.`) -> ours;
+    a `GPT2ForSequenceClassification` one (with `score.weight`) -> `GPTScratchForSequenceClassification`'s.
 
     A missing `lm_head.weight` means the head is tied: it is set to the token embedding.
 
@@ -316,6 +370,8 @@ def config_from_hf_gpt2(gpt2_config: Any) -> GPTScratchConfig:
         ValueError: a GPT-2 variant this architecture does not implement (cross-attention, another
             activation, a feed-forward width other than 4x, attention scaled by layer index, ...).
     """
+    if not hasattr(gpt2_config, "to_dict") and not isinstance(gpt2_config, Mapping):
+        raise TypeError(f"gpt2_config must be a transformers GPT2Config or its dict, got {type(gpt2_config).__name__}")
     c = gpt2_config.to_dict() if hasattr(gpt2_config, "to_dict") else dict(gpt2_config)
     n_embd = c.get("n_embd", 768)
     unsupported = {
@@ -430,6 +486,8 @@ def to_book(sd: Mapping[str, torch.Tensor]) -> StateDict:
 
 def config_from_book(cfg: Mapping[str, Any]) -> GPTScratchConfig:
     """The book's config dict (e.g. `GPT_CONFIG_124M`, with `drop_rate` or `dropout`) -> our config."""
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"the book's config must be a dict such as GPT_CONFIG_124M, got {type(cfg).__name__}")
     known = {"vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "dropout", "qkv_bias"}
     unknown = sorted(set(cfg) - known)
     if unknown:
@@ -451,7 +509,8 @@ def config_to_book(config: GPTScratchConfig) -> dict[str, Any]:
 
 
 __all__ = [
-    "Rule", "HF_GPT2_RULES", "BOOK_RULES", "Step", "make", "plan_from_hf_gpt2", "plan_to_hf_gpt2", "plan_from_book",
+    "Rule", "HF_GPT2_RULES", "HF_GPT2_CLASSIFIER_RULES", "BOOK_RULES", "GGUF_RULES", "Step", "make",
+    "plan_from_hf_gpt2", "plan_to_hf_gpt2", "plan_to_gguf", "plan_from_book",
     "from_hf_gpt2", "to_hf_gpt2", "config_from_hf_gpt2", "config_to_hf_gpt2", "from_book", "to_book",
     "config_from_book", "config_to_book",
 ]

@@ -1,10 +1,10 @@
 """The GPT of *Build a Large Language Model (From Scratch)*, ch. 4, as a transformers model.
 
 Reads leaf-first, as the book builds it: LayerNorm, GELU and FeedForward, then attention, the transformer block,
-the base model (embeddings -> blocks -> final norm) and, last, the causal LM head that generate() drives. Module
-names follow the book (`tok_emb`, `trf_blocks`, `att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers
-recognise every part; the plumbing (KV cache, masks, attention kernels, output capture, tensor-parallel plans)
-is transformers 5's standard machinery.
+the base model (embeddings -> blocks -> final norm) and, last, the heads: the causal LM head that generate()
+drives and the book's chapter-6 classification head. Module names follow the book (`tok_emb`, `trf_blocks`,
+`att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers recognise every part; the plumbing (KV cache,
+masks, attention kernels, output capture, tensor-parallel plans) is transformers 5's standard machinery.
 
 This file is the model and nothing else: it imports only torch, transformers and the configuration, so
 `save_pretrained` can ship it to the Hub as remote code. Loading other checkpoint formats and diagnosing broken
@@ -25,13 +25,19 @@ from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
-from transformers.utils import can_return_tuple
+from transformers.utils import can_return_tuple, logging
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_gpt_scratch import GPTScratchConfig
+
+logger = logging.get_logger(__name__)
 
 # transformers 5.24 renamed the KV cache, as a forward argument and as an output field, from `past_key_values` to
 # `cache`. This file runs (as remote code) under whichever release a user has, so inside it the cache is `cache`,
@@ -444,4 +450,83 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             )
 
 
-__all__ = ["GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM"]
+class GPTScratchForSequenceClassification(GPTScratchPreTrainedModel):
+    """The base model plus a linear `score` head over `num_labels` classes, read at each text's last token.
+
+    The book's chapter 6 fine-tunes its GPT into a spam classifier this way: under causal attention only the last
+    token has seen the whole text. As `GPT2ForSequenceClassification`: the last token is the rightmost one that is not
+    `pad_token_id`, and `config.problem_type` picks the loss. Unlike it, positions are counted from the attention mask
+    when none are given, so a left-padded text (our tokenizer pads on the left) scores as it does alone.
+    """
+
+    _auto_class = "AutoModelForSequenceClassification"  # save_pretrained copies the code files beside the weights
+
+    def __init__(self, config: GPTScratchConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = GPTScratchModel(config)
+        self.score = nn.Linear(config.emb_dim, config.num_labels, bias=False)
+        self.post_init()
+
+    @accepts_past_key_values
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """Logits of shape (batch, num_labels). `labels` give the loss: (batch,) class ids (cross-entropy),
+        (batch, num_labels) floats (multi-label, binary cross-entropy), or (batch,) values with one label (regression).
+
+        Raises ValueError for a batch of several texts when the config has no `pad_token_id`."""
+        if position_ids is None and attention_mask is not None and attention_mask.ndim == 2 and cache is None:
+            # Left padding would move each text along the position embeddings by its padding: count positions from the
+            # mask instead, as generate() does, so the padding side and the batch change nothing.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)  # (B, T, C) -> (B, T, num_labels)
+        batch = logits.shape[0]
+        if self.config.pad_token_id is None and batch != 1:
+            raise ValueError(f"cannot find the last token of {batch} padded texts: the config has no pad_token_id")
+        if self.config.pad_token_id is not None and input_ids is not None:
+            # The rightmost token that is not padding, as GPT-2 finds it: right for left and right padding alike (a
+            # text ending in the pad token itself, <|endoftext|> for GPT-2, is read at the token before it).
+            not_pad = (input_ids != self.config.pad_token_id).to(logits.device, torch.int32)
+            positions = torch.arange(input_ids.shape[-1], device=logits.device, dtype=torch.int32)
+            last_token = (positions * not_pad).argmax(-1)  # (B,)
+        else:
+            last_token = -1
+            if self.config.pad_token_id is not None:
+                logger.warning_once("padding cannot be told apart in inputs_embeds: each row is read at its last token")
+        pooled_logits = logits[torch.arange(batch, device=logits.device), last_token]  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "GPTScratchPreTrainedModel", "GPTScratchModel", "GPTScratchForCausalLM", "GPTScratchForSequenceClassification",
+]

@@ -268,6 +268,7 @@ def test_push_folder_with_shards_its_tokenizer_and_missing_code(
         "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
         "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
         "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_gpt_scratch.GPTScratchForSequenceClassification",
     }
     assert published_config == config
     assert files["README.md"].startswith(b"---\n") and b"# my notes" not in files["README.md"]

@@ -31,6 +31,7 @@ def test_saves_safetensors_config_with_auto_map_and_code(tmp_path, tiny_model):
         "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
         "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
         "AutoModelForCausalLM": "modeling_gpt_scratch.GPTScratchForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_gpt_scratch.GPTScratchForSequenceClassification",
     }
     input_ids = torch.randint(0, 50257, (2, 9))
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
