@@ -2,8 +2,8 @@
 `AutoModelForCausalLM.from_pretrained(REPO_ID, trust_remote_code=True)`.
 
     hf auth login                                              # once; or export HF_TOKEN=hf_... (a write token)
-    python examples/quickstart.py --out out/quickstart         # train and save a small model
-    python examples/push_to_hub.py out/quickstart your-name/my-gpt --private
+    gpt-scratch demo                                           # train and save a small model (gpt-scratch-demo)
+    python examples/push_to_hub.py gpt-scratch-demo your-name/my-gpt --private
 
 This talks to the real Hub (or to HF_ENDPOINT): it creates the repo if needed and uploads the weights, code,
 tokenizer and a model card in one commit. Without a token it stops before any upload.
@@ -32,7 +32,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
     args = parser.parse_args()
     if not (args.folder / "config.json").is_file():
-        parser.error(f"{args.folder} is not a saved model folder (no config.json); run examples/quickstart.py first")
+        parser.error(f"{args.folder} is not a saved model folder (no config.json); run `gpt-scratch demo` first")
     if not args.text.is_file():
         parser.error(f"text {args.text} not found; pass --text PATH to the training text")
     return args

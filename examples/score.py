@@ -1,6 +1,6 @@
 """Per-text log-likelihood and perplexity, batched and padding-aware.
 
-    python examples/score.py                          # uses out/quickstart (run examples/quickstart.py first)
+    python examples/score.py                          # the model `gpt-scratch demo` writes
     python examples/score.py --model my-gpt "some text" "another text"
 """
 
@@ -20,12 +20,12 @@ TEXTS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("out/quickstart"))
+    parser.add_argument("--model", type=Path, default=Path("gpt-scratch-demo"))
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("texts", nargs="*", default=TEXTS)
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
-        parser.error(f"{args.model} is not a saved model folder; run examples/quickstart.py or pass --model")
+        parser.error(f"{args.model} is not a saved model folder; run `gpt-scratch demo` or pass --model")
 
     model = AutoModelForCausalLM.from_pretrained(args.model).eval()
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -166,6 +166,8 @@ def _add_train(subparsers) -> None:
                      help="batches per split in each evaluation (default: 5, the book's eval_iter)")
     run.add_argument("--start-context", default="Every effort moves you",
                      help="the text each evaluation's sample continues (default: 'Every effort moves you')")
+    run.add_argument("--sample-tokens", type=_positive_int, default=50,
+                     help="tokens each evaluation's greedy sample adds (default: 50, as the book)")
     run.add_argument("--seed", type=int, default=123, help="initialisation, shuffling and dropout (default: 123)")
     run.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                      help="autocast dtype; weights and optimizer stay float32 (default: float32)")
@@ -213,7 +215,8 @@ def train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, context_length=window, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, warmup_steps=args.warmup_steps, max_grad_norm=args.max_grad_norm,
         eval_steps=args.eval_steps, eval_batches=args.eval_batches, save_steps=args.save_steps, seed=args.seed,
-        dtype=args.dtype, start_context=args.start_context, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+        dtype=args.dtype, start_context=args.start_context, sample_tokens=args.sample_tokens,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume,
         overwrite=args.overwrite, card_data=card_data,
     )
     if _is_main_process():
@@ -274,7 +277,8 @@ def generate(args: argparse.Namespace) -> int:
 
     from .models import check_model, encode_prompt, generate_text, load_model
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    # From stdin, without the newline that `echo` and editors end the text with.
+    prompt = sys.stdin.read().removesuffix("\n").removesuffix("\r") if args.prompt == "-" else args.prompt
     if check_model(args.model, args.config) != "book" and args.config is not None:
         raise ValueError(f"--config is for the book's .pth files; {args.model} has its own config.json")
     sampling = bool(args.temperature) or args.top_k is not None or args.top_p is not None

@@ -303,7 +303,7 @@ def encode_prompt(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> torc
     if context is not None and len(ids) + max_new_tokens > context:
         room = context - len(ids)
         raise ValueError(
-            f"--max-new-tokens {max_new_tokens} runs past the context: the prompt is {len(ids)} tokens and the "
+            f"--max-new-tokens {max_new_tokens} runs past the context: the prompt is {len(ids)} token(s) and the "
             f"model's context length is {context}, so at most {max(room, 0)} new tokens fit"
             + ("" if room > 0 else " (shorten the prompt)")
         )
