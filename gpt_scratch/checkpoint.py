@@ -864,6 +864,15 @@ def save_pretrained(model: Any, save: Callable, save_directory: str | os.PathLik
     arguments = inspect.signature(save).bind(save_directory, *args, **kwargs)
     arguments.apply_defaults()
     options = {**arguments.arguments, **arguments.arguments.get("kwargs", {})}
+    # transformers finds tied weights by storage, so a tied head saved as a copy of the embedding would be written
+    # twice: in a full state dict gathered from FSDP2's shards (what Trainer passes), and in the one transformers
+    # gathers from tensor-parallel shards. Every rank drops it alike (gathering is collective).
+    state_dict = options.get("state_dict")
+    if state_dict is None and (getattr(model, "_tp_size", None) or 1) > 1:
+        state_dict = model.state_dict()
+    if state_dict is not None:
+        arguments.arguments["state_dict"] = _without_tied_copies(model, state_dict)
+        args, kwargs = arguments.args[1:], arguments.kwargs
     if options.get("distributed_checkpoint") or not model.should_save_on_this_rank(options["is_main_process"]):
         return save(save_directory, *args, **kwargs)
     if options.get("push_to_hub"):  # transformers names the repo after the folder it writes
@@ -873,6 +882,26 @@ def save_pretrained(model: Any, save: Callable, save_directory: str | os.PathLik
                              rf"|model\.safetensors\.index{variant}\.json")
     with atomic_folder(save_directory, overwrite=True, carry_over=lambda name: not old_weights.fullmatch(name)) as tmp:
         return save(tmp, *args, **kwargs)
+
+
+def _without_tied_copies(model: Any, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """`state_dict` without the tied weights (`lm_head.weight` of a tied model) that hold the weight they are tied to:
+    a copy of it, or (sharded) the same local shard, compared without any collective."""
+    from torch.distributed.tensor import DTensor
+
+    state_dict = dict(state_dict)
+    for tied, source in model.all_tied_weights_keys.items():
+        copy, original = state_dict.get(tied), state_dict.get(source)
+        if not (isinstance(copy, torch.Tensor) and isinstance(original, torch.Tensor)):
+            continue
+        if isinstance(copy, DTensor) or isinstance(original, DTensor):
+            same = isinstance(copy, DTensor) and isinstance(original, DTensor) and \
+                copy.to_local().data_ptr() == original.to_local().data_ptr()
+        else:
+            same = torch.equal(copy, original)
+        if same:
+            del state_dict[tied]
+    return state_dict
 
 
 __all__ = [

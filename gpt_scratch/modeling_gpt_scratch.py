@@ -162,8 +162,9 @@ class MultiHeadAttention(nn.Module):
         values = self.W_value(hidden_states).view(heads_shape).transpose(1, 2)  # (B, H, T, D)
 
         if cache is not None:
-            # Append this step's keys/values to the cache and attend to all of them: (B, H, S, D).
-            keys, values = cache.update(keys, values, self.layer_idx)
+            # Append this step's keys/values to the cache and attend to all of them: (B, H, S, D). The kwargs go along
+            # as transformers' Llama passes them: continuous batching's paged cache reads its per-batch indices there.
+            keys, values = cache.update(keys, values, self.layer_idx, kwargs=kwargs)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -256,9 +257,19 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' `save_pretrained`; with the gpt_scratch package installed a failed or interrupted save leaves
         the previous folder as it was (the new one is written beside it and swapped in whole)."""
-        if self.checkpoint_saver is None:
-            return super().save_pretrained(save_directory, *args, **kwargs)
-        return self.checkpoint_saver(self, super().save_pretrained, save_directory, *args, **kwargs)
+        # FSDP2's fully_shard swaps the model's class for a subclass made in torch (FSDPGPTScratchForCausalLM, of
+        # torch's _fsdp_init.py); transformers would copy that class's files as the model's code and name it in
+        # auto_map. While saving, the model is of its own class again.
+        wrapped, own = type(self), type(self)
+        while own.__module__.startswith("torch."):
+            own = own.__bases__[-1]  # (FSDPModule, own): the wrapped class comes last
+        self.__class__ = own
+        try:
+            if self.checkpoint_saver is None:
+                return super().save_pretrained(save_directory, *args, **kwargs)
+            return self.checkpoint_saver(self, super().save_pretrained, save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = wrapped
 
 
 def _check_inputs(
@@ -343,7 +354,8 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         or inputs of the wrong dtype or rank."""
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
-        past_seen = cache.get_seq_length() if cache is not None else 0
+        # Given positions say where the tokens sit; only without them is the cache asked (a paged cache cannot say).
+        past_seen = cache.get_seq_length() if cache is not None and position_ids is None else 0
         if not torch.compiler.is_compiling():  # the checks read tensor values: skip them inside a graph
             _check_inputs(self.config, input_ids, inputs_embeds, position_ids, int(past_seen))
 
