@@ -38,11 +38,11 @@ def main() -> None:
     # The same logits and the same greedy tokens as transformers' own GPT-2.
     reference = GPT2LMHeadModel.from_pretrained(args.src).eval()
     ours = AutoModelForCausalLM.from_pretrained(args.dst).eval()
-    ids = load_tokenizer()("Every effort moves you", return_tensors="pt")["input_ids"]
+    inputs = load_tokenizer()("Every effort moves you", return_tensors="pt")
+    greedy = dict(max_new_tokens=10, do_sample=False, pad_token_id=50256)
     with torch.no_grad():
-        difference = (ours(ids).logits - reference(ids).logits).abs().max().item()
-        same = torch.equal(ours.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=50256),
-                           reference.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=50256))
+        difference = (ours(**inputs).logits - reference(**inputs).logits).abs().max().item()
+        same = torch.equal(ours.generate(**inputs, **greedy), reference.generate(**inputs, **greedy))
     print(f"logits differ from GPT2LMHeadModel's by at most {difference:.1e}; greedy tokens "
           f"{'identical' if same else 'DIFFERENT'}")
 
