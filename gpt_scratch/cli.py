@@ -7,6 +7,7 @@
     gpt-scratch info MODEL                 config, preset, exact parameter count, memory, files
     gpt-scratch convert SRC DST [...]      weights from transformers' GPT-2 or the book into our folder (and back)
     gpt-scratch push FOLDER REPO_ID [...]  publish a model folder to the Hugging Face Hub
+    gpt-scratch serve MODEL [...]          an OpenAI-compatible HTTP server (transformers'), on 127.0.0.1
 
 MODEL is a folder written by save_pretrained or `gpt-scratch train`, a transformers GPT-2 folder, a Hub id, or the
 book's model.pth with --config. Exit status: 0 done, 2 a bad argument (one line says which), 1 a failure;
@@ -183,7 +184,7 @@ def _add_train(subparsers) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from .data import check_text_file
-    from .models import check_model
+    from .models import check_model, context_length_of, model_config
     from .training import build_model
     from .training import train as run_training
 
@@ -191,12 +192,12 @@ def train(args: argparse.Namespace) -> int:
     fields = {name: getattr(args, name) for name in ("n_layers", "emb_dim", "n_heads", "drop_rate", "qkv_bias",
                                                      "tie_word_embeddings")}
     if args.init is not None:
-        check_model(args.init, args.config)
+        context = context_length_of(model_config(args.init, args.config))  # checked before the weights are read
+        if args.context_length is not None and context and args.context_length > context:
+            raise ValueError(f"--context-length {args.context_length} is longer than {args.init}'s context "
+                             f"({context} tokens)")
         model, tokenizer = build_model(init=args.init, book_config=args.config, seed=args.seed,
                                        **{k: v for k, v in fields.items() if v is not None}, preset=args.preset)
-        if args.context_length is not None and args.context_length > model.config.context_length:
-            raise ValueError(f"--context-length {args.context_length} is longer than {args.init}'s context "
-                             f"({model.config.context_length} tokens)")
         window = args.context_length
     else:
         if args.config is not None:
@@ -275,27 +276,40 @@ def _add_generate(subparsers) -> None:
 def generate(args: argparse.Namespace) -> int:
     from transformers import TextStreamer, set_seed
 
-    from .models import check_model, encode_prompt, generate_text, load_model
+    from .models import (
+        check_model,
+        context_length_of,
+        encode_prompt,
+        generate_text,
+        generation_options,
+        load_model,
+        load_tokenizer_for,
+        model_config,
+    )
 
     # From stdin, without the newline that `echo` and editors end the text with.
     prompt = sys.stdin.read().removesuffix("\n").removesuffix("\r") if args.prompt == "-" else args.prompt
     if check_model(args.model, args.config) != "book" and args.config is not None:
         raise ValueError(f"--config is for the book's .pth files; {args.model} has its own config.json")
-    sampling = bool(args.temperature) or args.top_k is not None or args.top_p is not None
     if args.temperature == 0 and (args.top_k is not None or args.top_p is not None):
         raise ValueError("--temperature 0 means greedy decoding, which --top-k and --top-p do not apply to")
-    loaded = load_model(args.model, book_config=args.config, dtype=args.dtype, device=_device(args.device))
-    input_ids = encode_prompt(loaded, prompt, args.max_new_tokens)
+    sampling = bool(args.temperature) or args.top_k is not None or args.top_p is not None
+    options = generation_options(do_sample=sampling, temperature=args.temperature or 1.0, top_k=args.top_k,
+                                 top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                                 num_beams=args.num_beams, num_return_sequences=args.num_return_sequences)
+    # Everything about the arguments is checked from the config and tokenizer, before the weights are read.
+    config = model_config(args.model, args.config)
+    tokenizer = load_tokenizer_for(args.model, config)
+    input_ids = encode_prompt(tokenizer, prompt, args.max_new_tokens, context_length_of(config))
+    loaded = load_model(args.model, book_config=args.config, dtype=args.dtype, device=_device(args.device),
+                        tokenizer=tokenizer)
     if args.seed is not None:
         set_seed(args.seed)
     one = args.num_beams == 1 and args.num_return_sequences == 1
-    streamer = TextStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True) if one else None
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if one else None
     if one:
         print(prompt, end="", flush=True)
-    texts = generate_text(loaded, input_ids, max_new_tokens=args.max_new_tokens, do_sample=sampling,
-                          temperature=args.temperature or 1.0, top_k=args.top_k, top_p=args.top_p,
-                          repetition_penalty=args.repetition_penalty, num_beams=args.num_beams,
-                          num_return_sequences=args.num_return_sequences, streamer=streamer)
+    texts = generate_text(loaded, input_ids, max_new_tokens=args.max_new_tokens, options=options, streamer=streamer)
     if not one:
         for i, text in enumerate(texts, start=1):
             print(f"[{i}] {prompt}{text}")
@@ -338,20 +352,20 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .data import check_text_file
     from .evaluation import evaluate_text
-    from .models import check_model, load_model
+    from .models import context_length_of, load_model, model_config
 
     check_text_file(args.text)
-    for model in args.models:  # every argument checked before the first model is loaded
-        check_model(model, args.config)
+    for model in args.models:  # every argument checked, from the configs, before the first weights are read
+        context = context_length_of(model_config(model, args.config))
+        if args.context_length is not None and context and args.context_length > context:
+            raise ValueError(f"--context-length {args.context_length} is longer than {model}'s context "
+                             f"({context} tokens)")
+        window = args.context_length or context
+        if args.stride is not None and window and args.stride > window:
+            raise ValueError(f"--stride {args.stride} is longer than the {window}-token window of {model}")
     rows = []
     for model in args.models:
         loaded = load_model(model, book_config=args.config, dtype=args.dtype, device=_device(args.device))
-        if args.context_length is not None and loaded.context_length and args.context_length > loaded.context_length:
-            raise ValueError(f"--context-length {args.context_length} is longer than {model}'s context "
-                             f"({loaded.context_length} tokens)")
-        if args.stride is not None and args.stride > (args.context_length or loaded.context_length or args.stride):
-            raise ValueError(f"--stride {args.stride} is longer than the window "
-                             f"({args.context_length or loaded.context_length} tokens)")
         result = evaluate_text(loaded, args.text, context_length=args.context_length, stride=args.stride,
                                batch_size=args.batch_size, prepend_bos=args.bos, progress=not args.json)
         rows.append({"model": model, **result.as_dict()})
@@ -452,7 +466,8 @@ def _add_convert(subparsers) -> None:
         examples="  gpt-scratch convert openai-community/gpt2-xl gpt2-xl-scratch\n"
                  "  gpt-scratch convert model.pth my-gpt --config 124M\n"
                  "  gpt-scratch convert my-gpt my-gpt-hf --to hf-gpt2 --dtype bfloat16 --max-shard-size 2GB\n"
-                 "  gpt-scratch convert my-gpt my-gpt-book --to book",
+                 "  gpt-scratch convert my-gpt my-gpt-book --to book\n"
+                 "  gpt-scratch convert my-gpt my-gpt.gguf --to gguf --dtype q8_0",
         description="Convert a checkpoint one tensor at a time (memory stays near the largest tensor, whatever the "
                     "model's size). SRC: a transformers GPT-2 folder or Hub id (e.g. openai-community/gpt2-xl), the "
                     "book's state dict (torch.save(model.state_dict(), 'model.pth'); read with "
@@ -460,21 +475,23 @@ def _add_convert(subparsers) -> None:
                     "folder. DST: a folder, written beside itself and renamed into place when complete: "
                     "--to scratch gives what save_pretrained writes (safetensors, config.json, generation_config.json, "
                     "the code for trust_remote_code), --to hf-gpt2 a folder GPT2LMHeadModel.from_pretrained loads, "
-                    "--to book model.pth + config.json (the book's config dict).",
+                    "--to book model.pth + config.json (the book's config dict); --to gguf one .gguf file for "
+                    "llama.cpp (its gpt2 architecture, GPT-2's tokenizer).",
     )
     parser.add_argument("src", metavar="SRC", help="a GPT-2 folder or Hub id, the book's .pth, or a gpt_scratch folder")
     parser.add_argument("dst", metavar="DST", help="the output folder (refused if it exists, unless --overwrite)")
     parser.add_argument("--from", dest="src_format", choices=("auto", "hf-gpt2", "book", "scratch"), default="auto",
                         help="SRC's format (default: auto: a file is the book's; a folder or Hub repo by its "
                              "config.json)")
-    parser.add_argument("--to", dest="dst_format", choices=("scratch", "hf-gpt2", "book"), default="scratch",
+    parser.add_argument("--to", dest="dst_format", choices=("scratch", "hf-gpt2", "book", "gguf"), default="scratch",
                         help="DST's format (default: scratch)")
     parser.add_argument("--config", metavar="PRESET|JSON",
                         help="the book's format only: a preset (gpt2/124M, gpt2-medium/355M, gpt2-large/774M, "
                              "gpt2-xl/1558M: GPT-2's sizes, drop_rate 0.1; context length and qkv bias are read from "
                              "the weights) or the book's config dict as JSON (a file or a string)")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                        help="the weights' dtype in DST (default: auto, SRC's)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16", "f32", "f16", "bf16", "q8_0"),
+                        default="auto", help="the weights' dtype in DST (default: auto, SRC's); --to gguf also takes "
+                                             "llama.cpp's names, and q8_0 (8-bit blocks)")
     parser.add_argument("--max-shard-size", default="50GB", metavar="SIZE",
                         help="largest safetensors file, e.g. 2GB or 500MB; bigger models are split into "
                              "model-0000k-of-0000n.safetensors + model.safetensors.index.json (default: 50GB, as "
@@ -557,6 +574,50 @@ def push(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- serve ---------------------------------------------------------------------------------------------
+
+
+def _add_serve(subparsers) -> None:
+    parser = _subparser(
+        subparsers, "serve",
+        help="serve a model with transformers' OpenAI-compatible server (/v1/completions, /v1/chat/completions)",
+        examples="  gpt-scratch serve out\n"
+                 "  gpt-scratch serve out --port 8080 --continuous-batching\n"
+                 "  curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' "
+                 "-d '{\"model\": \"out\", \"prompt\": \"Every effort moves you\", \"max_tokens\": 20}'",
+        description="Run transformers' own server (`transformers serve`, which cannot load custom code by itself) "
+                    "on MODEL, with gpt_scratch's classes registered: /v1/completions, /v1/chat/completions (for "
+                    "a tokenizer with a chat template), /v1/models, /health. It has no authentication, so it "
+                    "listens on 127.0.0.1 unless --host says otherwise. Needs pip install 'gpt-scratch[serve]'.",
+    )
+    parser.add_argument("model", metavar="MODEL", help="a folder written by save_pretrained, with a tokenizer, or a "
+                                                       "Hub id")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                            "only; 0.0.0.0 is every network)")
+    parser.add_argument("--port", type=_number(int, 1, 65535), default=8000, help="port (default: 8000)")
+    parser.add_argument("--continuous-batching", action="store_true",
+                        help="batch requests as they arrive, with a paged KV cache (on a CPU: sdpa or eager)")
+    parser.add_argument("--attn-implementation", choices=("eager", "sdpa", "flash_attention_2", "flash_attention_3"),
+                        help="attention kernel (default: sdpa)")
+    parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                        help="the weights' dtype (default: auto, as saved)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
+                        help="the server's log level (default: warning)")
+    parser.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve MODEL until interrupted."""
+    from .serving import serve
+
+    print(f"serving {args.model} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
+    serve(args.model, host=args.host, port=args.port, continuous_batching=args.continuous_batching,
+          attn_implementation=args.attn_implementation, device=args.device, dtype=args.dtype,
+          log_level=args.log_level)
+    return 0
+
+
 # ----- entry point -----------------------------------------------------------------------------------------
 
 
@@ -577,8 +638,9 @@ class _Version(argparse.Action):
             except PackageNotFoundError:
                 return "not installed"
 
-        parser.exit(0, f"gpt-scratch {__version__} (transformers {installed('transformers')}, torch "
-                       f"{installed('torch')}, Python {sys.version.split()[0]})\n")
+        print(f"gpt-scratch {__version__} (transformers {installed('transformers')}, torch {installed('torch')}, "
+              f"Python {sys.version.split()[0]})")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -586,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the versions and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; errors show the traceback")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_train, _add_generate, _add_eval, _add_info, _add_convert, _add_push):
+    for add in (_add_demo, _add_train, _add_generate, _add_eval, _add_info, _add_convert, _add_push, _add_serve):
         add(subparsers)
     return parser
 

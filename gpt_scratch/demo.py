@@ -76,7 +76,7 @@ def run_demo(out: str | os.PathLike = "gpt-scratch-demo", *, steps: int = DEMO_S
     model, tokenizer = build_model(**DEMO_MODEL, seed=123)
     with tempfile.TemporaryDirectory(prefix="gpt-scratch-demo-") as checkpoints:
         result = train(model, THE_VERDICT, out, tokenizer=tokenizer, max_steps=steps, batch_size=4, lr=1e-3,
-                       eval_steps=max(1, steps // 5), eval_batches=4, save_steps=10 * steps,
+                       eval_steps=max(1, steps // 5), eval_batches=2, save_steps=10 * steps,
                        checkpoint_dir=checkpoints, overwrite=True, progress=progress, sample_tokens=30,
                        card_data={"model_name": "gpt-scratch demo", "tags": ["demo"]})
 

@@ -23,7 +23,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .configuration_gpt_scratch import PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 
-__all__ = ["LoadedModel", "ModelInfo", "check_model", "load_model", "describe_model", "encode_prompt",
+__all__ = ["LoadedModel", "ModelInfo", "check_model", "model_config", "context_length_of", "load_tokenizer_for",
+           "load_model", "describe_model", "encode_prompt", "generation_options",
            "generate_text"]
 
 GPT2_VOCAB_SIZE = 50257
@@ -98,6 +99,59 @@ def _read_json(path: Path) -> dict[str, Any]:
 # ----- loading ---------------------------------------------------------------------------------------------
 
 
+def model_config(spec: str | os.PathLike, book_config: str | Mapping[str, Any] | None = None):
+    """MODEL's config, without its weights: transformers' `AutoConfig` for a folder or Hub id (ours converted
+    GPT-2 configs are read as they are), ours from the tensor headers and `book_config` for the book's state dict.
+
+    Raises:
+        FileNotFoundError, ValueError: as `check_model`, or a config that cannot be read.
+    """
+    kind = check_model(spec, book_config)
+    if kind == "book":
+        from .checkpoint import open_source
+
+        return open_source(spec, "book", book_config_spec=book_config).config
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(spec))
+
+
+def context_length_of(config) -> int | None:
+    """The most tokens a model attends to (its position table), where its config says."""
+    return getattr(config, "max_position_embeddings", None)
+
+
+def load_tokenizer_for(spec: str | os.PathLike, config) -> PreTrainedTokenizerBase:
+    """MODEL's own tokenizer files if it has them, else GPT-2's for a model with GPT-2's vocabulary; the end token
+    pads where the tokenizer has no pad token (as GPT-2's own has none).
+
+    Raises:
+        ValueError: no tokenizer files, and a vocabulary that is not GPT-2's.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import cached_file
+
+    from .tokenization_gpt_scratch import load_tokenizer
+
+    path = Path(spec)
+    local = path.exists()
+    if local:
+        has_files = path.is_dir() and any((path / name).is_file() for name in _TOKENIZER_FILES)
+    else:
+        has_files = any(cached_file(str(spec), name, _raise_exceptions_for_missing_entries=False,
+                                    _raise_exceptions_for_connection_errors=False) for name in _TOKENIZER_FILES)
+    if has_files:
+        tokenizer = AutoTokenizer.from_pretrained(str(spec))
+    elif config.vocab_size == GPT2_VOCAB_SIZE:
+        tokenizer = load_tokenizer(model_max_length=context_length_of(config) or 1024)
+    else:
+        raise ValueError(f"{spec} has no tokenizer files, and its vocabulary ({config.vocab_size} tokens) is not "
+                         f"GPT-2's ({GPT2_VOCAB_SIZE}): save its tokenizer beside it")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 @dataclass
 class LoadedModel:
     """A model in eval mode, its tokenizer, and what it was loaded from ("book", "transformers" or "hub")."""
@@ -109,8 +163,7 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int | None:
-        """The most tokens the model can attend to (its position table), where its config says."""
-        return getattr(self.model.config, "max_position_embeddings", None)
+        return context_length_of(self.model.config)
 
 
 def load_model(
@@ -119,9 +172,9 @@ def load_model(
     book_config: str | Mapping[str, Any] | None = None,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device | None = None,
-    trust_remote_code: bool = False,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> LoadedModel:
-    """Load MODEL (see the module docstring) in eval mode with its tokenizer.
+    """Load MODEL (see the module docstring) in eval mode, with `tokenizer` or its own (`load_tokenizer_for`).
 
     dtype: "auto" (the checkpoint's), "float32", "bfloat16" or "float16".
 
@@ -142,11 +195,11 @@ def load_model(
         state_dict = {key: source.get(key) for key in source.shapes}
         model = GPTScratchForCausalLM.from_pretrained(None, config=source.config, state_dict=state_dict, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(str(spec), dtype=dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(str(spec), dtype=dtype)
     if device is not None:
         model = model.to(device)
     model.eval()
-    return LoadedModel(model, _load_tokenizer_for(spec, kind, model), str(spec), kind)
+    return LoadedModel(model, tokenizer or load_tokenizer_for(spec, model.config), str(spec), kind)
 
 
 def _dtype(dtype: str | torch.dtype) -> str | torch.dtype:
@@ -155,30 +208,6 @@ def _dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     if dtype not in _DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; expected auto, {', '.join(_DTYPES)}")
     return _DTYPES[dtype]
-
-
-def _load_tokenizer_for(spec: str | os.PathLike, kind: str, model: PreTrainedModel) -> PreTrainedTokenizerBase:
-    """The model's own tokenizer files if it has them, else GPT-2's for a model with GPT-2's vocabulary."""
-    from transformers import AutoTokenizer
-    from transformers.utils import cached_file
-
-    from .tokenization_gpt_scratch import load_tokenizer
-
-    has_files = False
-    if kind != "book":
-        has_files = any(cached_file(str(spec), name, _raise_exceptions_for_missing_entries=False,
-                                    _raise_exceptions_for_connection_errors=False) for name in _TOKENIZER_FILES)
-    context = getattr(model.config, "max_position_embeddings", None) or 1024
-    if has_files:
-        tokenizer = AutoTokenizer.from_pretrained(str(spec))
-    elif model.config.vocab_size == GPT2_VOCAB_SIZE:
-        tokenizer = load_tokenizer(model_max_length=context)
-    else:
-        raise ValueError(f"{spec} has no tokenizer files, and its vocabulary ({model.config.vocab_size} tokens) is "
-                         f"not GPT-2's ({GPT2_VOCAB_SIZE}): save its tokenizer beside it")
-    if tokenizer.pad_token_id is None:  # GPT-2's own tokenizer has none; generation pads with the end token
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 # ----- describing ------------------------------------------------------------------------------------------
@@ -284,37 +313,33 @@ def _files(spec: str | os.PathLike, kind: str) -> tuple[tuple[str, int], ...]:
 # ----- generating ------------------------------------------------------------------------------------------
 
 
-def encode_prompt(loaded: LoadedModel, prompt: str, max_new_tokens: int) -> torch.Tensor:
-    """The prompt's ids, shape (1, T), checked to leave room for `max_new_tokens` in the context. An empty prompt
-    starts from `<|endoftext|>` (the end token), as GPT-2's unconditional samples do.
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int,
+                  context_length: int | None) -> torch.Tensor:
+    """The prompt's ids, shape (1, T), checked to leave room for `max_new_tokens` in `context_length` (None: no
+    limit known). An empty prompt starts from `<|endoftext|>` (the end token), as GPT-2's unconditional samples do.
 
     Raises:
-        ValueError: max_new_tokens < 1, or prompt + max_new_tokens longer than the model's context.
+        ValueError: max_new_tokens < 1, or prompt + max_new_tokens longer than the context.
     """
     if max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
-    tokenizer = loaded.tokenizer
     ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"] if prompt else []
     if not ids:
         if tokenizer.eos_token_id is None:
             raise ValueError("the prompt is empty and the tokenizer has no end token to start from")
         ids = [tokenizer.eos_token_id]
-    context = loaded.context_length
-    if context is not None and len(ids) + max_new_tokens > context:
-        room = context - len(ids)
+    if context_length is not None and len(ids) + max_new_tokens > context_length:
+        room = context_length - len(ids)
         raise ValueError(
             f"--max-new-tokens {max_new_tokens} runs past the context: the prompt is {len(ids)} token(s) and the "
-            f"model's context length is {context}, so at most {max(room, 0)} new tokens fit"
+            f"model's context length is {context_length}, so at most {max(room, 0)} new tokens fit"
             + ("" if room > 0 else " (shorten the prompt)")
         )
-    return torch.tensor([ids], device=loaded.model.device)
+    return torch.tensor([ids])
 
 
-def generate_text(
-    loaded: LoadedModel,
-    input_ids: torch.Tensor,
+def generation_options(
     *,
-    max_new_tokens: int,
     do_sample: bool = False,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -322,18 +347,14 @@ def generate_text(
     repetition_penalty: float | None = None,
     num_beams: int = 1,
     num_return_sequences: int = 1,
-    streamer: Any = None,
-) -> list[str]:
-    """Continue `input_ids` (from `encode_prompt`) with `model.generate`; returns each sequence's new text.
-
-    `streamer` (e.g. transformers' `TextStreamer`) receives the text as it is made; it needs one sequence and no
-    beam search, as transformers' streamers do.
+) -> dict[str, Any]:
+    """`generate()` keyword arguments for these settings, checked before any model is loaded. Sampling knobs left
+    unset stay off (top_k=0, top_p=1), not at generate()'s top_k=50 default.
 
     Raises:
-        ValueError: a setting out of range, or a combination generate() refuses (several sequences from greedy
-            decoding, a streamer with beam search).
+        ValueError: a setting out of range, or several sequences from greedy decoding (which makes one).
     """
-    if temperature <= 0 and do_sample:
+    if do_sample and temperature <= 0:
         raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
@@ -347,20 +368,34 @@ def generate_text(
     if num_return_sequences > 1 and not do_sample and num_beams < num_return_sequences:
         raise ValueError(f"{num_return_sequences} sequences need sampling (--temperature, --top-k, --top-p) or at "
                          f"least as many beams (--num-beams {num_return_sequences}); greedy decoding makes one")
-    if streamer is not None and (num_beams > 1 or num_return_sequences > 1):
-        raise ValueError("streaming shows one sequence without beam search")
-    tokenizer = loaded.tokenizer
     options: dict[str, Any] = {"do_sample": do_sample, "num_beams": num_beams,
                                "num_return_sequences": num_return_sequences}
     if do_sample:
-        # Unset sampling knobs stay off (top_k=0, top_p=1), not at generate()'s top_k=50 default.
         options.update(temperature=temperature, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)
     if repetition_penalty is not None:
         options["repetition_penalty"] = repetition_penalty
+    return options
+
+
+def generate_text(loaded: LoadedModel, input_ids: torch.Tensor, *, max_new_tokens: int,
+                  options: dict[str, Any] | None = None, streamer: Any = None) -> list[str]:
+    """Continue `input_ids` (from `encode_prompt`) with `model.generate` and `options` (from
+    `generation_options`; default greedy); returns each sequence's new text.
+
+    `streamer` (e.g. transformers' `TextStreamer`) receives the text as it is made; as transformers' streamers,
+    it takes one sequence without beam search.
+
+    Raises:
+        ValueError: a streamer with several sequences or beams.
+    """
+    options = generation_options() if options is None else options
+    if streamer is not None and (options["num_beams"] > 1 or options["num_return_sequences"] > 1):
+        raise ValueError("streaming shows one sequence without beam search")
+    tokenizer = loaded.tokenizer
+    input_ids = input_ids.to(loaded.model.device)
     with torch.no_grad():
         output = loaded.model.generate(
             input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, streamer=streamer, **options,
         )
     return tokenizer.batch_decode(output[:, input_ids.shape[1]:], skip_special_tokens=True)
-

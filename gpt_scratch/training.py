@@ -104,7 +104,7 @@ def build_model(
     """
     from transformers import set_seed
 
-    from .models import _load_tokenizer_for, check_model
+    from .models import check_model, load_tokenizer_for
     from .tokenization_gpt_scratch import load_tokenizer
 
     unknown = sorted(set(fields) - set(_MODEL_FIELDS))
@@ -127,7 +127,7 @@ def build_model(
         loaded = load_model(init, book_config=book_config, dtype=torch.float32)
         return loaded.model, loaded.tokenizer
     model = GPTScratchForCausalLM.from_pretrained(str(init), dtype=torch.float32)
-    return model, _load_tokenizer_for(init, kind, model)
+    return model, load_tokenizer_for(init, model.config)
 
 
 def train(
