@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_folder"]
+__all__ = ["atomic_file", "atomic_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -260,3 +260,36 @@ def _replace_entries(tmp: Path, dst: Path, keep: Callable[[str], bool]) -> None:
         if entry.name not in written and entry != tmp and not keep(entry.name):
             _remove(entry)
     _remove(tmp)
+
+
+@contextmanager
+def atomic_file(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """A temporary path beside `dst` to write one file to (a GGUF file, say), renamed onto `dst` in one `os.replace`
+    when the block completes and removed if it fails: `dst` is always the old file or the complete new one.
+
+    Raises:
+        FileExistsError: `dst` exists and `overwrite` is False.
+        IsADirectoryError: `dst` is a folder.
+        PermissionError / OSError: as `atomic_folder`, naming `dst`, which is left as it was.
+    """
+    dst = Path(dst).expanduser().absolute()
+    if dst.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{dst} is a folder; pass the path of the file to write")
+    if _exists(dst) and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass --overwrite (overwrite=True) to replace it")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _write_error(dst, err) from None
+    _remove_leftovers(dst)
+    tmp = dst.parent / f".{dst.name}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.partial"
+    try:
+        yield tmp
+        if _exists(dst) and not overwrite:
+            raise FileExistsError(f"{dst} appeared while writing it; pass --overwrite (overwrite=True) to replace it")
+        os.replace(tmp, dst)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in _FULL_DISK_ERRNOS | _DENIED_ERRNOS:
+            raise _write_error(dst, err) from err
+        raise

@@ -191,8 +191,9 @@ def test_gpt2_ours_gpt2_round_trip_is_bit_identical(tmp_path, tie):
 
     assert (tmp_path / "back" / "model.safetensors").read_bytes() == (tmp_path / "gpt2" / "model.safetensors"
                                                                       ).read_bytes()
-    assert json.loads((tmp_path / "back" / "config.json").read_text()) == json.loads(
-        (tmp_path / "gpt2" / "config.json").read_text())
+    original = json.loads((tmp_path / "gpt2" / "config.json").read_text())
+    # The same config, plus GPT-2's legacy n_ctx (as OpenAI's config.json has it), which llama.cpp's converter reads.
+    assert json.loads((tmp_path / "back" / "config.json").read_text()) == {**original, "n_ctx": original["n_positions"]}
     _, info = GPT2LMHeadModel.from_pretrained(tmp_path / "back", output_loading_info=True)
     assert all(not v for v in info.values())
 
