@@ -38,12 +38,15 @@ from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerBas
 from .checkpoint import safetensors_problem
 from .configuration_gpt_scratch import AUTO_MAP, PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 from .modeling_gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
+from .network import HubTimeouts, hub_timeouts, resolve_timeouts
 from .tokenization_gpt_scratch import load_tokenizer
 
 try:  # the HTTP client under huggingface_hub: httpx2 from 2.0, httpx in 1.x
     from httpx2 import RequestError as _ConnectionFailure
+    from httpx2 import TimeoutException as _Timeout
 except ImportError:  # huggingface_hub 1.x
     from httpx import RequestError as _ConnectionFailure
+    from httpx import TimeoutException as _Timeout
 
 __all__ = ["HubPushError", "push_to_hub", "render_model_card"]
 
@@ -97,6 +100,7 @@ def push_to_hub(
     commit_message: str | None = None,
     create_pr: bool = False,
     card_data: Mapping[str, Any] | ModelCardData | None = None,
+    timeout: float | tuple[float, float] | HubTimeouts | None = None,
 ) -> CommitInfo:
     """Publish a model, its code, its tokenizer and a model card to `repo_id` on the Hub in one commit.
 
@@ -122,6 +126,9 @@ def push_to_hub(
             dicts of their fields, written as the card's model-index and an evaluation table), `model_name`, any
             other Hub metadata key; and `training_results`, a dict of name -> value shown as the card's training
             table (not metadata).
+        timeout: seconds to wait for a connection and for each answer from the Hub: a number for both, or
+            (connect, read). None: GPT_SCRATCH_HUB_CONNECT_TIMEOUT / GPT_SCRATCH_HUB_READ_TIMEOUT, else 10 and 60
+            (`gpt_scratch.network`). A Hub that does not answer in time is a HubPushError naming the endpoint.
 
     Returns:
         huggingface_hub's `CommitInfo` (`commit_url`, `oid`, `repo_url`, `pr_url`).
@@ -132,11 +139,12 @@ def push_to_hub(
             that do not fit the config, a tokenizer larger than the vocabulary, or card metadata that fails the
             local checks or the Hub's validator (nothing is created then).
         FileNotFoundError: a missing folder, config.json or weights file.
-        HubPushError: no token, or a Hub request that failed (the message names the status and the endpoint);
-            every failure before the commit leaves the repo's files as they were.
+        HubPushError: no token, or a Hub request that failed or timed out (the message names the status and the
+            endpoint); every failure before the commit, Ctrl-C included, leaves the repo's files as they were.
     """
     _check_arguments(repo_id, private=private, revision=revision, commit_message=commit_message,
                      create_pr=create_pr, card_data=card_data)
+    timeouts = resolve_timeouts(timeout)
     extras = _parse_card_data(card_data)
     template = _template()
     token = _resolve_token(token)
@@ -145,7 +153,7 @@ def push_to_hub(
     import gpt_scratch
 
     api = HfApi(token=token, library_name="gpt_scratch", library_version=gpt_scratch.__version__)
-    with tempfile.TemporaryDirectory(prefix="gpt_scratch-push-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gpt_scratch-push-") as tmp, hub_timeouts(timeouts):
         staging = Path(tmp)
         source = _stage_model(model_or_folder, staging)
         _stage_tokenizer(tokenizer, source, staging)
@@ -662,8 +670,15 @@ def _hub_errors(action: str, token: str, *, lost_answer: bool = False) -> Iterat
             request = None
         endpoint = _public_url(request.url) if request is not None else constants.ENDPOINT
         method = f"{request.method} " if request is not None else ""
-        message = (f"{action} failed: could not reach the Hub ({method}{endpoint}): {err}; check the network and "
-                   f"HF_ENDPOINT")
+        if isinstance(err, _Timeout):  # no connection, or no answer, in time
+            limits = request.extensions.get("timeout", {}) if request is not None else {}
+            message = (f"{action} failed: the Hub did not answer in time ({method}{endpoint}): "
+                       f"{type(err).__name__} after {limits.get('connect', '?')} s to connect / "
+                       f"{limits.get('read', '?')} s to answer (wait longer with timeout= or "
+                       f"GPT_SCRATCH_HUB_CONNECT_TIMEOUT / GPT_SCRATCH_HUB_READ_TIMEOUT)")
+        else:
+            message = (f"{action} failed: could not reach the Hub ({method}{endpoint}): {err}; check the network and "
+                       f"HF_ENDPOINT")
         message += ("; if the connection broke during the commit, check the repository before retrying"
                     if lost_answer else "; nothing was committed")
         raise HubPushError(message.replace(token, "<token>"), endpoint=endpoint) from err

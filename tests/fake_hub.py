@@ -221,6 +221,8 @@ class FakeHub:
         self.server_errors: list[str] = []  # tracebacks of handler bugs (answered 500)
         self._lfs_signatures: dict[str, str] = {}  # sha256 -> secret of its pre-signed upload URL
         self._failures: list[_Failure] = []
+        self._hangs: list[_Failure] = []
+        self._release = threading.Event()  # set by stop(): held requests are closed unanswered
         # One lock for all state: handlers run on server threads while tests read from the main thread.
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
@@ -239,6 +241,7 @@ class FakeHub:
         """Bind an ephemeral loopback port and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError("FakeHub is already started")
+        self._release.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.hub = self  # type: ignore[attr-defined]
         # A short poll interval: stop() waits for it (the default 0.5 s adds up over a test suite).
@@ -252,6 +255,7 @@ class FakeHub:
         """Stop serving and release the port."""
         if self._server is None:
             return
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
@@ -280,6 +284,20 @@ class FakeHub:
         with self._lock:
             self._failures.append(_Failure(method.upper(), path_prefix, status, times, message))
 
+    def hang_next(self, method: str, path_prefix: str, *, times: int = 1) -> None:
+        """Accept the next `times` requests with `method` whose path starts with `path_prefix`, and never answer them:
+        a Hub that holds the connection open. `stop()` closes them unanswered; `held` lists them."""
+        if times < 1:
+            raise ValueError(f"times must be >= 1, got {times}")
+        with self._lock:
+            self._hangs.append(_Failure(method.upper(), path_prefix, 0, times, "held"))
+
+    @property
+    def held(self) -> list[RecordedRequest]:
+        """Requests accepted and never answered (`hang_next`)."""
+        with self._lock:
+            return [r for r in self.requests if r.status == -1]
+
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         """Path -> content at a branch or commit oid; {} for a branch without commits."""
         with self._lock:
@@ -303,9 +321,9 @@ class FakeHub:
 
     @property
     def unhandled(self) -> list[RecordedRequest]:
-        """Requests no endpoint matched (answered 404)."""
+        """Requests no endpoint matched (answered 404); held ones (`hang_next`) are not among them."""
         with self._lock:
-            return [r for r in self.requests if r.route is None]
+            return [r for r in self.requests if r.route is None and r.status != -1]
 
     def seed(
         self,
@@ -335,10 +353,20 @@ class FakeHub:
 
     # ----------------------------------------------------------------------------------- dispatch
 
-    def _handle(self, req: RecordedRequest) -> _Reply:
-        """Answer one request; runs on a server thread."""
+    def _handle(self, req: RecordedRequest) -> _Reply | None:
+        """Answer one request (None: held unanswered until stop()); runs on a server thread."""
         with self._lock:
             self.requests.append(req)
+            hang = next((h for h in self._hangs if h.method == req.method and req.path.startswith(h.path_prefix)), None)
+            if hang is not None:
+                hang.times -= 1
+                if hang.times == 0:
+                    self._hangs.remove(hang)
+                req.status = -1
+        if hang is not None:
+            self._release.wait()
+            return None
+        with self._lock:
             failure = next(
                 (f for f in self._failures if f.method == req.method and req.path.startswith(f.path_prefix)),
                 None,
@@ -833,6 +861,9 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
         )
         reply = hub._handle(req)
+        if reply is None:  # held: close without a word
+            self.close_connection = True
+            return
         req.status = reply.status
         self.send_response(reply.status)
         for name, value in reply.headers.items():
