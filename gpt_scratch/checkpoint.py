@@ -50,12 +50,13 @@ from .convert import (
     plan_to_hf_gpt2,
     to_book,
 )
-from .files import atomic_folder
+from .files import atomic_folder, check_destination
+from .network import hub_timeouts
 
 logger = logging.getLogger(__name__)
 
 SOURCE_FORMATS = ("auto", "hf-gpt2", "book", "scratch")
-TARGET_FORMATS = ("scratch", "hf-gpt2", "book", "gguf")
+TARGET_FORMATS = ("scratch", "hf-gpt2", "book")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 
@@ -170,14 +171,18 @@ class TensorFiles:
 def _torch_load_error(path: Path, err: Exception) -> ValueError:
     """torch.load's error, shortened to what is wrong with the file (its message also suggests unsafe loading)."""
     text = str(err)
+    # The global the unpickler refused, as torch words it: "Unsupported global: GLOBAL os.system" up to 2.12,
+    # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" from 2.13.
+    refused = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, flags=re.IGNORECASE)
+    if refused:
+        return ValueError(f"{path}: holds Python objects besides tensors ({refused[1]}), which torch.load("
+                          f"weights_only=True) refuses to unpickle; a pickle can run code when loaded, so load it "
+                          f"unsafely only if you trust where it came from")
     if "WeightsUnpickler error:" in text:
         detail = next(line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() + ["?"]
                       if line.strip())
     else:
         detail = text.strip().split(". ")[0].strip() or type(err).__name__
-    if detail.startswith("Unsupported global"):
-        return ValueError(f"{path}: holds Python objects besides tensors, which torch.load(weights_only=True) "
-                          f"refuses to unpickle ({detail.split('. ')[0]})")
     return ValueError(f"{path}: not a readable PyTorch file ({detail})")
 
 
@@ -312,8 +317,11 @@ def book_config(spec: str | Mapping[str, Any] | None, shapes: Mapping[str, tuple
                  "n_heads": preset.n_heads, "drop_rate": 0.1}
     elif isinstance(spec, str):
         given = _book_config_json(spec)
-    else:
+    elif isinstance(spec, Mapping):
         given = dict(spec)
+    else:
+        raise TypeError(f"the book's config must be a preset name, a JSON string or file, or a dict, got "
+                        f"{type(spec).__name__}")
     for field, (value, key) in inferred.items():
         if field in given and given[field] != value:
             raise ValueError(
@@ -600,35 +608,9 @@ def _write_hf_gpt2(folder: Path, source: Source, dtype: torch.dtype, max_shard_s
                    lambda key: make(steps[key], source.get, zeros_like), dtype, max_shard_size, progress)
     hf_config.dtype = str(dtype).removeprefix("torch.")
     hf_config.architectures = [GPT2LMHeadModel.__name__]
-    # GPT-2's legacy name for the context length: OpenAI's config.json has it, and tools that read the file (llama.cpp's
-    # convert_hf_to_gguf.py) require it; transformers 5 no longer writes it.
-    hf_config.n_ctx = source.config.context_length
     hf_config.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
-    if source.config.vocab_size >= GPT2_VOCAB_SIZE:
-        _write_gpt2_tokenizer(folder, source.config.context_length)
-    else:
-        logger.warning("%s has a %d-token vocabulary, not GPT-2's: no tokenizer files written", source.name,
-                       source.config.vocab_size)
     return len(keys)
-
-
-GPT2_VOCAB_SIZE = 50257
-
-
-def _write_gpt2_tokenizer(folder: Path, context_length: int) -> None:
-    """The tokenizer files of a GPT-2 folder, as openai-community/gpt2 has them: OpenAI's vocab.json and merges.txt
-    (rebuilt from the packaged ranks), and transformers' GPT2Tokenizer built from them (tokenizer.json with OpenAI's
-    50,000 merges, which llama.cpp's converter copies; our tokenizer's has tiktoken's 108,299 equivalent ones).
-    <|endoftext|> also pads, on the left, as with our tokenizer."""
-    from transformers import GPT2Tokenizer
-
-    from .tokenization_gpt_scratch import ENDOFTEXT, write_gpt2_vocab_files
-
-    write_gpt2_vocab_files(folder)
-    tokenizer = GPT2Tokenizer.from_pretrained(folder, model_max_length=context_length, pad_token=ENDOFTEXT,
-                                              padding_side="left")
-    tokenizer.save_pretrained(folder)
 
 
 def _write_book(folder: Path, source: Source, dtype: torch.dtype, progress: bool) -> int:
@@ -700,23 +682,20 @@ def convert_checkpoint(
     Raises:
         FileNotFoundError: `src` does not exist locally or on the Hub, or has no weights.
         FileExistsError: `dst` exists and `overwrite` is False.
+        PermissionError: `dst` cannot be written (checked before any work).
+        OSError: writing failed part way (a full disk): the message names `dst`, which is left as it was.
         ValueError: an unknown format or dtype, unreadable files, missing or unexpected keys (listed), a shape
             that does not fit (key, expected, found), or a config that does not fit the weights.
     """
     if dst_format not in TARGET_FORMATS:
         raise ValueError(f"unknown target format {dst_format!r}; expected one of {', '.join(TARGET_FORMATS)}")
-    if dst_format == "gguf":  # one file for llama.cpp, not a folder: gpt_scratch.gguf_export writes it
-        from .gguf_export import convert_to_gguf
-
-        return convert_to_gguf(src, dst, src_format=src_format, book_config_spec=book_config_spec, dtype=dtype,
-                               overwrite=overwrite, progress=progress, download=download)
     if isinstance(dtype, str) and dtype != "auto" and dtype.removeprefix("torch.") not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; expected auto, {', '.join(DTYPES)}")
     shard_bytes = _parse_size(max_shard_size)
     dst = Path(dst)
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
-        raise FileExistsError(f"{dst} exists; pass --overwrite (overwrite=True) to replace it")
-    source = open_source(src, src_format, book_config_spec=book_config_spec, download=download)
+    check_destination(dst, overwrite)  # before any download or read
+    with hub_timeouts():
+        source = open_source(src, src_format, book_config_spec=book_config_spec, download=download)
     out_dtype = _dtype(dtype, source.dtype)
     logger.info("converting %s (%s) to %s (%s, %s)", src, source.format, dst, dst_format, out_dtype)
     with atomic_folder(dst, overwrite) as folder:
@@ -799,42 +778,118 @@ def load_pretrained(cls: type, load: Callable, pretrained_model_name_or_path: st
     sets `checkpoint_loader` to this on import). `load` is transformers' own `from_pretrained`, bound to `cls`.
 
     A folder or Hub id whose config.json has model_type "gpt2" (e.g. "openai-community/gpt2") is converted on the
-    fly, config and weights, one tensor at a time (`load_hf_gpt2`). A local checkpoint that fails to load
-    (truncated or corrupt safetensors, shapes that do not fit the config) raises a ValueError naming the file and
-    tensor.
+    fly, config and weights, one tensor at a time (`load_hf_gpt2`). Our own checkpoints are loaded by transformers,
+    and then held to what transformers only warns about: a tensor the model needs that the checkpoint lacks (it would
+    stay randomly initialised; the tied `lm_head` excepted) or weights stored as integers (cast silently) are errors.
+    Hub requests run under `gpt_scratch.network.hub_timeouts`.
+
+    Raises:
+        FileNotFoundError: a path that is neither a folder nor a Hub repo id.
+        ValueError: a checkpoint that fails to load (truncated or corrupt safetensors, a corrupt index, shapes that
+            do not fit the config), lacks tensors or holds integer weights: the message names the file and tensor.
     """
     if pretrained_model_name_or_path is not None:
-        from transformers.utils import cached_file
-
-        try:
-            config_file = cached_file(pretrained_model_name_or_path, "config.json",
-                                      _raise_exceptions_for_missing_entries=False,
-                                      _raise_exceptions_for_connection_errors=False,
-                                      **{k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs})
-            model_type = json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
-        except (OSError, ValueError, AttributeError):  # unreadable: transformers' loader below says why
-            model_type = None
-        if model_type == "gpt2":
+        _check_model_source(pretrained_model_name_or_path)
+    with hub_timeouts():
+        if pretrained_model_name_or_path is not None and _model_type(pretrained_model_name_or_path, kwargs) == "gpt2":
             config, state_dict, kwargs = load_hf_gpt2(pretrained_model_name_or_path, cls.config_class, kwargs)
             loaded = load(None, *model_args, config=config, state_dict=state_dict, **kwargs)
             model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
             model.config.name_or_path = str(pretrained_model_name_or_path)
             return loaded
-    try:
-        return load(pretrained_model_name_or_path, *model_args, **kwargs)
-    except Exception as err:
-        folder = Path(pretrained_model_name_or_path)
-        if not folder.is_dir():
+        try:
+            loaded = load(pretrained_model_name_or_path, *model_args, **kwargs)
+        except Exception as err:
+            if pretrained_model_name_or_path is not None and (problem := _checkpoint_problem(
+                    cls, Path(pretrained_model_name_or_path), kwargs.get("config"))) is not None:
+                raise problem from err
             raise
-        config = kwargs.get("config")
+        if pretrained_model_name_or_path is not None and kwargs.get("state_dict") is None:
+            _check_loaded_weights(pretrained_model_name_or_path, loaded[0] if isinstance(loaded, tuple) else loaded,
+                                  kwargs)
+        return loaded
+
+
+def _check_model_source(name: str | os.PathLike) -> None:
+    """A path that is not a folder must at least be a Hub repo id, else the user mistyped a folder."""
+    from huggingface_hub.utils import validate_repo_id
+
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"pretrained_model_name_or_path must be a folder's path or a Hub repo id, got "
+                        f"{type(name).__name__}")
+    if os.path.isdir(name):
+        return
+    try:
+        validate_repo_id(str(name))
+    except ValueError:
+        raise FileNotFoundError(f"no such model folder: {name} (and not a Hub repo id such as "
+                                f"'openai-community/gpt2')") from None
+
+
+def _model_type(src: str | os.PathLike, kwargs: Mapping[str, Any]) -> str | None:
+    """config.json's model_type, or None where it cannot be read (transformers' loader then says why)."""
+    from transformers.utils import cached_file
+
+    try:
+        config_file = cached_file(src, "config.json", _raise_exceptions_for_missing_entries=False,
+                                  _raise_exceptions_for_connection_errors=False,
+                                  **{k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs})
+        return json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _checkpoint_problem(cls: type, folder: Path, config: Any) -> Exception | None:
+    """What is wrong with a local checkpoint that failed to load (no weights, a corrupt index, a broken safetensors
+    file), as the error to raise, or None."""
+    if not folder.is_dir():
+        return None
+    try:
         if not isinstance(config, GPTScratchConfig):
             config = GPTScratchConfig.from_pretrained(folder)
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
-        for path in sorted(folder.glob("*.safetensors")):
-            if (problem := safetensors_problem(path, expected)) is not None:
-                raise ValueError(problem) from err
-        raise
+    except Exception:  # the config is what failed: transformers' (or the config's) error says so
+        return None
+    try:
+        _weight_files(folder, {})
+    except (ValueError, FileNotFoundError) as problem:  # no weights, a corrupt index, or one naming a missing shard
+        return problem
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+    for path in sorted(folder.glob("*.safetensors")):
+        if (problem := safetensors_problem(path, expected)) is not None:
+            return ValueError(problem)
+    return None
+
+
+def _check_loaded_weights(src: str | os.PathLike, model: Any, kwargs: Mapping[str, Any]) -> None:
+    """Refuse what transformers loads with a warning only: a tensor the model needs missing from the checkpoint
+    (left randomly initialised) or stored as integers (cast to the model's dtype). Reads the files' headers."""
+    if any(kwargs.get(name) for name in ("variant", "gguf_file", "use_safetensors")):
+        return  # files named or read otherwise: transformers' own checks stand
+    try:
+        files = TensorFiles(_weight_files(src, {**{k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs},
+                                                "local_files_only": True}))
+    except (FileNotFoundError, ValueError, OSError):
+        return  # not where we can read them: transformers' own checks stand
+    prefix = f"{type(model).base_model_prefix}."
+    stored = set(files.shapes) | {key.removeprefix(prefix) for key in files.shapes}
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    # A task head the checkpoint lacks entirely is new, as transformers has it: a causal LM's folder loaded into
+    # GPTScratchForSequenceClassification starts its `score` afresh (the book's chapter 6). A missing part of the
+    # base model, of a head the checkpoint has, or an untied `lm_head` (no LM starts with a random one) is an error.
+    head = {key for key in model.state_dict() if not key.startswith(prefix) and key != "lm_head.weight"}
+    fresh = head if not head & stored else set()
+    missing = sorted(key for key in model.state_dict() if key not in tied | fresh and key not in stored
+                     and key.removeprefix(prefix) not in stored)
+    names = ", ".join(path.name for path in files.paths)
+    if missing:
+        raise ValueError(f"{src}: the checkpoint ({names}) lacks {len(missing)} tensors the model needs: "
+                         f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''} (they would stay randomly "
+                         f"initialised); does config.json belong to these weights?")
+    for key, dtype in files.dtypes.items():
+        if not dtype.is_floating_point:
+            raise ValueError(f"{files._file[key]}: tensor {key!r} holds {str(dtype).removeprefix('torch.')} values; "
+                             f"model weights are floating point (the file was not written by save_pretrained?)")
 
 
 def safetensors_problem(path: Path, expected: Mapping[str, tuple[int, ...]]) -> str | None:

@@ -5,7 +5,10 @@ This file imports only transformers, so `save_pretrained` can ship it to the Hub
 
 from typing import Any
 
-from transformers import PreTrainedConfig
+from transformers import GenerationConfig, PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 # The transformers releases this file and modeling_gpt_scratch.py are tested on, at both ends (pyproject.toml's
 # dependency says the same; a test checks that they agree).
@@ -35,6 +38,15 @@ class _Unset(int):
 
 _ENDOFTEXT = _Unset(50256)
 
+# Other spellings of the book's fields, accepted as keyword arguments: the book's `dropout` (some chapters' seed dict)
+# and GPT2Config's names, so a GPT2Config's dict or a GPT-2 user's habits build the same model.
+_ALIASES = {"dropout": "drop_rate", "n_head": "n_heads", "n_embd": "emb_dim", "n_layer": "n_layers",
+            "n_positions": "context_length"}
+# Keys transformers itself passes to every config, or handles in PreTrainedConfig.__post_init__: not unknown.
+_TRANSFORMERS_KEYS = {"auto_map", "model_type", "name_or_path", "_name_or_path", "_commit_hash", "torch_dtype",
+                      "num_labels", "output_attentions", "attn_implementation", "experts_implementation",
+                      "per_layer_config", "_attn_implementation_internal", "_experts_implementation_internal"}
+
 AUTO_MAP = {
     "AutoConfig": "configuration_gpt_scratch.GPTScratchConfig",
     "AutoModel": "modeling_gpt_scratch.GPTScratchModel",
@@ -49,14 +61,16 @@ class GPTScratchConfig(PreTrainedConfig):
     The defaults are the book's `GPT_CONFIG_124M` (untied output head, no query/key/value bias, and
     <|endoftext|> = 50256 as bos/eos/pad, or None where the vocabulary is smaller);
     `GPTScratchConfig.from_preset("gpt2")` gives GPT-2 as released. The book's seed spelling
-    `dropout=` is accepted for `drop_rate`, and the standard transformers names (`hidden_size`,
-    `num_attention_heads`, `num_hidden_layers`, `max_position_embeddings`) read and write the
-    book's fields.
+    `dropout=` is accepted for `drop_rate`, GPT2Config's names (`n_head`, `n_embd`, `n_layer`,
+    `n_positions`) for the book's fields, and the standard transformers names (`hidden_size`,
+    `num_attention_heads`, `num_hidden_layers`, `max_position_embeddings`) read and write them.
+    Keys it does not know are kept as attributes, with a warning (a misspelt field would otherwise
+    leave its default in place without a word).
 
     Raises:
         ValueError: a size that is not a positive integer, `emb_dim` not divisible by `n_heads`,
-            `drop_rate` outside [0, 1), a non-positive `layer_norm_eps`/`initializer_range`, or a
-            special token id outside [0, vocab_size).
+            `drop_rate` outside [0, 1), a non-positive `layer_norm_eps`/`initializer_range`, a
+            special token id outside [0, vocab_size), or a field given under two names with two values.
     """
 
     model_type = "gpt_scratch"
@@ -105,12 +119,18 @@ class GPTScratchConfig(PreTrainedConfig):
     pad_token_id: int | None = _ENDOFTEXT
 
     def __post_init__(self, **kwargs: Any) -> None:
-        # The book's seed dict spells the dropout rate `dropout` in some chapters.
-        if "dropout" in kwargs:
-            dropout = kwargs.pop("dropout")
-            if self.drop_rate not in (0.1, dropout):
-                raise ValueError(f"got both drop_rate={self.drop_rate} and dropout={dropout}; pass only one")
-            self.drop_rate = dropout
+        for alias, name in _ALIASES.items():
+            if alias in kwargs:
+                value, default = kwargs.pop(alias), self.__dataclass_fields__[name].default
+                if getattr(self, name) not in (default, value):
+                    raise ValueError(f"got both {name}={getattr(self, name)!r} and {alias}={value!r} (another name "
+                                     f"for {name}); pass only one")
+                setattr(self, name, value)
+        unknown = sorted(set(kwargs) - _TRANSFORMERS_KEYS - set(GenerationConfig._get_default_generation_params()))
+        if unknown:
+            logger.warning("GPTScratchConfig does not know %s: kept, but the model does not read it (the fields "
+                           "are %s)", ", ".join(map(repr, unknown)),
+                           ", ".join(GPTScratchConfig.__annotations__))
         kwargs.setdefault("auto_map", dict(AUTO_MAP))
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, name)
@@ -154,6 +174,9 @@ class GPTScratchConfig(PreTrainedConfig):
         """transformers' reader of config.json, refusing another model's config (transformers only warns, then
         builds this model from fields that mean something else)."""
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"{pretrained_model_name_or_path}: config.json holds a {type(config_dict).__name__}, "
+                             f"not a JSON object of config fields")
         model_type = config_dict.get("model_type")
         if model_type is not None and model_type != cls.model_type:
             hint = (": a transformers GPT-2 checkpoint, which GPTScratchForCausalLM.from_pretrained converts where the "

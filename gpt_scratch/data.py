@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .tokenization_gpt_scratch import ENDOFTEXT, load_tiktoken_encoding
 
 ENDOFTEXT_ID = 50256
+GPT2_VOCAB_SIZE = 50257
 
 # Edith Wharton's "The Verdict" (1908, public domain), the book's training text, shipped with the package so the
 # demo, the examples and the tests have text to train on anywhere (provenance in the-verdict.txt.NOTICE).
@@ -146,12 +147,17 @@ class TokenWindowDataset(Dataset):
     tensors; the model shifts the labels. A stride equal to the context length gives non-overlapping
     windows; a tail shorter than a full window is dropped.
 
+    `vocab_size` (GPT-2's 50257 by default; None skips the check) bounds the ids.
+
     Raises:
-        ValueError: ids not 1-D, context_length or stride < 1, or fewer ids than one window.
+        TypeError: ids that are not integers (floats would be truncated).
+        ValueError: ids not 1-D or outside [0, vocab_size), context_length or stride < 1, or fewer ids than one
+            window.
     """
 
-    def __init__(self, ids: torch.Tensor | Sequence[int], context_length: int, stride: int | None = None):
-        ids = torch.as_tensor(ids, dtype=torch.int64)
+    def __init__(self, ids: torch.Tensor | Sequence[int], context_length: int, stride: int | None = None, *,
+                 vocab_size: int | None = GPT2_VOCAB_SIZE):
+        ids = _token_ids(ids, "ids", vocab_size)
         stride = context_length if stride is None else stride
         if ids.ndim != 1:
             raise ValueError(f"ids must be a 1-D sequence of token ids, got shape {tuple(ids.shape)}")
@@ -179,15 +185,24 @@ class TokenWindowDataset(Dataset):
 
 
 def collate_windows(
-    batch: Sequence[dict[str, torch.Tensor]], pad_token_id: int = ENDOFTEXT_ID
+    batch: Sequence[dict[str, torch.Tensor]], pad_token_id: int = ENDOFTEXT_ID, *,
+    vocab_size: int | None = GPT2_VOCAB_SIZE,
 ) -> dict[str, torch.Tensor]:
     """Stack examples into a batch for the model or `Trainer(data_collator=collate_windows)`.
 
     Examples of different lengths are padded on the right with `pad_token_id`; padding gets
     attention_mask 0 and label -100, so it neither attends nor counts in the loss.
+
+    Raises:
+        TypeError: ids or labels that are not integers.
+        ValueError: an empty batch, or ids (labels other than -100) outside [0, vocab_size) (None: unchecked).
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
+    batch = [{"input_ids": _token_ids(example["input_ids"], f"batch[{row}]['input_ids']", vocab_size),
+              "labels": _token_ids(example.get("labels", example["input_ids"]), f"batch[{row}]['labels']",
+                                   vocab_size, ignore=-100)}
+             for row, example in enumerate(batch)]
     width = max(len(example["input_ids"]) for example in batch)
     input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.int64)
     labels = torch.full((len(batch), width), -100, dtype=torch.int64)
@@ -198,6 +213,23 @@ def collate_windows(
         labels[row, :n] = torch.as_tensor(example.get("labels", example["input_ids"]))
         attention_mask[row, :n] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _token_ids(ids: torch.Tensor | Sequence[int], name: str, vocab_size: int | None,
+               ignore: int | None = None) -> torch.Tensor:
+    """`ids` as an int64 tensor, after checking they are integers in [0, vocab_size) (or `ignore`)."""
+    tensor = torch.as_tensor(ids)
+    if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        raise TypeError(f"{name} must be integer token ids, got dtype {tensor.dtype} (a float would be truncated)")
+    tensor = tensor.to(torch.int64)
+    if vocab_size is not None:
+        outside = (tensor < 0) | (tensor >= vocab_size)
+        if ignore is not None:
+            outside &= tensor != ignore
+        if bool(outside.any()):
+            allowed = f"[0, {vocab_size})" + (f" or {ignore}" if ignore is not None else "")
+            raise ValueError(f"{name} holds {tensor[outside][0].item()}, outside the vocabulary {allowed}")
+    return tensor
 
 
 __all__ = ["check_text_file", "tokenize_file", "TokenWindowDataset", "collate_windows"]

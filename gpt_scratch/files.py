@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_file", "atomic_folder"]
+__all__ = ["atomic_file", "atomic_folder", "check_destination"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,7 @@ def atomic_folder(dst: str | os.PathLike, overwrite: bool = False, *,
     if carry_over is not None and dst.exists() and not dst.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{dst} is a file, not a folder: pass a folder's path (a missing "
                                                 f"one is created)")
-    if _exists(dst) and not overwrite:
-        raise FileExistsError(f"{dst} exists; pass --overwrite (overwrite=True) to replace it")
+    check_destination(dst, overwrite)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -99,6 +98,25 @@ def atomic_folder(dst: str | os.PathLike, overwrite: bool = False, *,
                                          or str(err.filename).startswith(str(tmp))):
             raise _write_error(dst, err) from err
         raise
+
+
+def check_destination(dst: str | os.PathLike, overwrite: bool) -> None:
+    """The checks `atomic_folder` starts with, for a caller to run before any work: `dst` is new (or `overwrite`),
+    and the folder it will be written in (its nearest existing parent) is writable.
+
+    Raises:
+        FileExistsError: `dst` exists and `overwrite` is False.
+        PermissionError: the folder `dst` would be written in cannot be written (read-only, or not ours).
+    """
+    dst = Path(dst).expanduser().absolute()
+    if _exists(dst) and not overwrite:
+        raise FileExistsError(f"{dst} exists; pass --overwrite (overwrite=True) to replace it")
+    parent = dst.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK) and not (dst.is_dir() and os.access(dst, os.W_OK | os.X_OK)):
+        raise PermissionError(errno.EACCES, f"cannot write {dst}: {parent} is not writable (permission denied or a "
+                                            f"read-only filesystem); choose a folder you can write to")
 
 
 def _exists(path: Path) -> bool:

@@ -11,6 +11,7 @@ This file is the model and nothing else: it imports only torch, transformers and
 files live in the gpt_scratch package (`gpt_scratch.checkpoint`).
 """
 
+import copy
 import functools
 import math
 from collections import OrderedDict
@@ -272,45 +273,103 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             self.__class__ = wrapped
 
 
+# The model's input edge: what would otherwise fail deep inside torch (an IndexError in an embedding), or run and be
+# silently wrong (a mask shorter than the sequence), is refused here with the argument, the value and what is accepted.
+# Shapes and dtypes are checked on the host; the values (ids in the vocabulary, positions and the cache in the context)
+# in one reduction, so a forward waits on the device once. Both run outside torch.compile graphs.
 def _check_inputs(
     config: GPTScratchConfig,
     input_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
     position_ids: torch.Tensor | None,
-    past_seen: int,
+    attention_mask: torch.Tensor | None,
+    cache: Cache | None,
+    weight_dtype: torch.dtype,
 ) -> None:
-    """Reject what would otherwise fail deep inside torch (an IndexError in an embedding, say)."""
+    pending = []  # (condition on the device, message), decided together at the end
+
+    def check(condition: bool | torch.Tensor, message: Callable[[], str]) -> None:
+        if isinstance(condition, torch.Tensor):
+            pending.append((condition, message))
+        elif condition:
+            raise ValueError(message())
+
+    def integer(tensor: torch.Tensor) -> bool:
+        return not (tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool)
+
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    name, tokens = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+    for arg, value in ((name, tokens), ("position_ids", position_ids), ("attention_mask", attention_mask)):
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise ValueError(f"{arg} must be a torch.Tensor, got {type(value).__name__}")
     if input_ids is not None:
-        if not isinstance(input_ids, torch.Tensor):
-            raise ValueError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
-        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
-            raise ValueError(f"input_ids must be an integer tensor (torch.long), got dtype {input_ids.dtype}")
-        if input_ids.ndim != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq_len), got shape {tuple(input_ids.shape)}")
-        if input_ids.numel() and bool(((input_ids < 0) | (input_ids >= config.vocab_size)).any()):
-            bad = input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()
-            raise ValueError(f"token id {bad} is outside the vocabulary [0, {config.vocab_size})")
-        tokens = input_ids.shape[1]
+        check(not integer(input_ids), lambda: f"input_ids must be an integer tensor (torch.long), got dtype "
+                                              f"{input_ids.dtype}")
+        check(input_ids.ndim != 2, lambda: f"input_ids must have shape (batch, seq_len), got shape "
+                                           f"{tuple(input_ids.shape)}")
     else:
-        if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != config.emb_dim:
-            raise ValueError(
-                f"inputs_embeds must have shape (batch, seq_len, {config.emb_dim}), "
-                f"got shape {tuple(inputs_embeds.shape)}"
-            )
-        tokens = inputs_embeds.shape[1]
-    if position_ids is None:
-        if past_seen + tokens > config.context_length:
-            raise ValueError(
-                f"sequence of {past_seen + tokens} tokens ({past_seen} cached + {tokens} new) is longer than "
-                f"the context length {config.context_length}"
-            )
-    elif position_ids.numel() and bool(((position_ids < 0) | (position_ids >= config.context_length)).any()):
-        raise ValueError(
-            f"position ids must lie in [0, {config.context_length}) (the context length), got values from "
-            f"{position_ids.min().item()} to {position_ids.max().item()}"
-        )
+        check(inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != config.emb_dim,
+              lambda: f"inputs_embeds must have shape (batch, seq_len, {config.emb_dim}), got shape "
+                      f"{tuple(inputs_embeds.shape)}")
+        check(inputs_embeds.dtype != weight_dtype and not torch.is_autocast_enabled(inputs_embeds.device.type),
+              lambda: f"inputs_embeds has dtype {inputs_embeds.dtype}, the model's weights {weight_dtype}: pass "
+                      f"inputs_embeds.to(model.dtype)")
+    batch, length = tokens.shape[:2]
+    check(length == 0, lambda: f"{name} holds no tokens (shape {tuple(tokens.shape)}); pass at least one per row")
+    check(input_ids is not None and ((input_ids < 0) | (input_ids >= config.vocab_size)).any(),
+          lambda: f"token id {input_ids[(input_ids < 0) | (input_ids >= config.vocab_size)][0].item()} is outside "
+                  f"the vocabulary [0, {config.vocab_size})")
+
+    # A cache that knows its length (not a serving engine's paged one) holds tokens that count towards the context.
+    # Explicit positions without a cache may pack several sequences in one row (padding-free training).
+    past = cache.get_seq_length() if isinstance(cache, Cache) else 0  # an int, or a 0-d tensor (static cache)
+    counts = position_ids is None or past > 0
+    check(counts & (past + length > config.context_length),
+          lambda: f"sequence of {int(past) + length} tokens ({int(past)} cached + {length} new) is longer than the "
+                  f"context length {config.context_length}")
+    if position_ids is not None:
+        check(not integer(position_ids), lambda: f"position_ids must be an integer tensor (torch.long), got dtype "
+                                                 f"{position_ids.dtype}")
+        check(tuple(position_ids.shape) not in ((length,), (1, length), (batch, length)),
+              lambda: f"position_ids must have shape (batch, seq_len) = ({batch}, {length}), got shape "
+                      f"{tuple(position_ids.shape)}")
+        check(((position_ids < 0) | (position_ids >= config.context_length)).any(),
+              lambda: f"position ids must lie in [0, {config.context_length}) (the context length), got values from "
+                      f"{position_ids.min().item()} to {position_ids.max().item()}")
+    if attention_mask is not None and attention_mask.ndim != 4:  # a 4-D mask is the caller's own, taken as given
+        check(attention_mask.ndim != 2 or attention_mask.shape[0] not in (1, batch),
+              lambda: f"attention_mask must have shape (batch, cached + new tokens) = ({batch}, ...), got shape "
+                      f"{tuple(attention_mask.shape)}")
+        check(attention_mask.shape[-1] < past + length,
+              lambda: f"attention_mask has {attention_mask.shape[-1]} columns for {int(past)} cached + {length} new "
+                      f"tokens; it needs one per token")
+    if pending and bool(torch.stack([condition.to(tokens.device) for condition, _ in pending]).any()):  # one sync
+        raise ValueError(next(message() for condition, message in pending if condition))
+
+
+def _check_head_inputs(config: GPTScratchConfig, tokens: torch.Tensor | None, labels: torch.Tensor | None,
+                       logits_to_keep: int | torch.Tensor) -> None:
+    """The LM head's edge, beside `_check_inputs`: `logits_to_keep` and `labels` (their values cost a second
+    reduction, in training only)."""
+    if isinstance(logits_to_keep, bool) or not isinstance(logits_to_keep, (int, torch.Tensor)) or (
+            isinstance(logits_to_keep, int) and logits_to_keep < 0):
+        raise ValueError(f"logits_to_keep must be an int >= 0 (0 keeps every position, k the last k) or a tensor of "
+                         f"positions, got {logits_to_keep!r}")
+    if labels is None:
+        return
+    if not isinstance(labels, torch.Tensor) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor of token ids (-100 to ignore), got "
+                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    if isinstance(tokens, torch.Tensor) and tuple(labels.shape) != tuple(tokens.shape[:2]):
+        raise ValueError(f"labels must have the inputs' shape (batch, seq_len) = {tuple(tokens.shape[:2])}, got "
+                         f"{tuple(labels.shape)}")
+    if not isinstance(logits_to_keep, int) or logits_to_keep != 0:
+        raise ValueError("labels need logits at every position: pass logits_to_keep=0 (the default) with labels")
+    bad = (labels != -100) & ((labels < 0) | (labels >= config.vocab_size))
+    if bool(bad.any()):
+        raise ValueError(f"label {labels[bad][0].item()} is outside the vocabulary [0, {config.vocab_size}) "
+                         f"(-100 marks positions to ignore)")
 
 
 class GPTScratchModel(GPTScratchPreTrainedModel):
@@ -350,14 +409,16 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
-        """Raises ValueError for token ids outside [0, vocab_size), positions past `context_length`,
-        or inputs of the wrong dtype or rank."""
+        """Raises ValueError for token ids outside [0, vocab_size), positions or a cached + new sequence past
+        `context_length`, an empty input, an attention mask with fewer columns than tokens, or inputs of the wrong
+        dtype or shape (see `_check_inputs`)."""
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config)
         # Given positions say where the tokens sit; only without them is the cache asked (a paged cache cannot say).
         past_seen = cache.get_seq_length() if cache is not None and position_ids is None else 0
         if not torch.compiler.is_compiling():  # the checks read tensor values: skip them inside a graph
-            _check_inputs(self.config, input_ids, inputs_embeds, position_ids, int(past_seen))
+            _check_inputs(self.config, input_ids, inputs_embeds, position_ids, attention_mask, cache,
+                          self.tok_emb.weight.dtype)
 
         if inputs_embeds is None:
             inputs_embeds = self.tok_emb(input_ids)  # (B, T) -> (B, T, C)
@@ -427,6 +488,9 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     ) -> CausalLMOutputWithPast:
         """Logits of shape (batch, seq_len, vocab_size) (only the last `logits_to_keep` positions if set);
         `labels` (batch, seq_len), with -100 for ignored positions, give the shifted next-token loss."""
+        if not torch.compiler.is_compiling():
+            _check_head_inputs(self.config, input_ids if input_ids is not None else inputs_embeds, labels,
+                               logits_to_keep)
         outputs: BaseModelOutputWithPast = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -450,6 +514,34 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+
+    # generate()'s edge, three of GenerationMixin's steps: the length arguments (and which of them wins), the prompt,
+    # then whether prompt + new tokens fit the context, all before any work.
+    def _prepare_generation_config(self, generation_config, **kwargs):
+        for name, least in (("max_new_tokens", 1), ("max_length", 1), ("min_new_tokens", 0), ("min_length", 0)):
+            for value in (kwargs.get(name), getattr(generation_config, name, None)):
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                    raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if generation_config is not None:  # the caller's config and arguments, merged as transformers merges them
+            generation_config = copy.deepcopy(generation_config)
+            kwargs = generation_config.update(**kwargs)
+        given = generation_config.to_dict() if generation_config is not None else kwargs
+        config, model_kwargs = super()._prepare_generation_config(generation_config, **kwargs)
+        # Our max_new_tokens is a default (see __init__): a caller's max_length wins over it, as it does over
+        # transformers' default length, where transformers would let any max_new_tokens win.
+        if given.get("max_length") is not None and given.get("max_new_tokens") in (
+                None, self.generation_config.max_new_tokens):
+            config.max_new_tokens = None
+        return config, model_kwargs
+
+    def _prepare_model_inputs(self, inputs=None, bos_token_id=None, model_kwargs=None):
+        inputs_tensor, input_name, model_kwargs = super()._prepare_model_inputs(inputs, bos_token_id, model_kwargs)
+        if input_name == "input_ids" and (not isinstance(inputs_tensor, torch.Tensor) or inputs_tensor.ndim != 2
+                                          or inputs_tensor.shape[1] == 0):
+            shape = tuple(inputs_tensor.shape) if isinstance(inputs_tensor, torch.Tensor) else type(inputs_tensor)
+            raise ValueError(f"generate() takes the prompt as token ids of shape (batch, prompt_len), at least one "
+                             f"token each, got {shape}; one prompt's ids are ids.unsqueeze(0)")
+        return inputs_tensor, input_name, model_kwargs
 
     def _validate_generated_length(self, generation_config, input_ids_length, has_default_max_length):
         # Fail before any work when prompt + new tokens cannot fit the position embedding table.

@@ -3,13 +3,17 @@
 tiktoken's "gpt2" encoding is the source of truth. Its ranks become a `tokenizers` byte-level BPE
 through transformers' own `TikTokenConverter`, given GPT-2's split pattern, and the result is wrapped
 in `TokenizersBackend` (alias `PreTrainedTokenizerFast`). `save_pretrained` therefore writes only
-`tokenizer.json` + `tokenizer_config.json`, which `AutoTokenizer` loads without any custom code.
+`tokenizer.json` + `tokenizer_config.json`, which `AutoTokenizer` loads without any custom code. (`load_tokenizer`
+returns `GPTScratchTokenizer`, a `TokenizersBackend` whose save is atomic and whose saved folder names
+`TokenizersBackend`.)
 """
 
 import base64
 import functools
 import hashlib
+import inspect
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -17,10 +21,13 @@ from tokenizers import Tokenizer
 from transformers import TokenizersBackend
 from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
 
+from .files import atomic_folder
+
 __all__ = [
     "ENDOFTEXT",
     "GPT2_SPLIT_PATTERN",
     "GPT2_TIKTOKEN_SHA256",
+    "GPTScratchTokenizer",
     "load_tokenizer",
     "load_tiktoken_encoding",
     "register_auto_tokenizer",
@@ -40,13 +47,47 @@ _NUM_RANKS = 50256  # mergeable tokens; <|endoftext|> comes after them, as id 50
 _PACKAGED_RANKS = Path(__file__).with_name("gpt2.tiktoken")
 _EXPECTED_FILES = "a gpt2.tiktoken ranks file, or encoder.json with vocab.bpe beside it"
 
+logger = logging.getLogger(__name__)
+
+
+class GPTScratchTokenizer(TokenizersBackend):
+    """transformers' `TokenizersBackend`, saved whole or not at all.
+
+    `save_pretrained` writes into a temporary folder beside the destination that replaces it whole
+    (`gpt_scratch.files.atomic_folder`), keeping the folder's other files (a model saved there before): a full disk
+    or Ctrl-C leaves the previous folder as it was. tokenizer_config.json names `TokenizersBackend`, so
+    `AutoTokenizer` loads the folder with no custom code.
+
+    Raises (save_pretrained): NotADirectoryError for a `save_directory` that is a file; OSError naming the folder
+    when writing fails part way.
+    """
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> tuple[str, ...]:
+        if not isinstance(save_directory, (str, os.PathLike)):
+            raise TypeError(f"save_directory must be a folder's path, got {type(save_directory).__name__}")
+        if os.path.isfile(save_directory):
+            raise NotADirectoryError(f"save_directory {save_directory} is a file, not a folder: pass a folder's path "
+                                     f"(a missing one is created)")
+        arguments = inspect.signature(super().save_pretrained).bind(save_directory, *args, **kwargs).arguments
+        if arguments.get("push_to_hub"):  # transformers names the repo after the folder it writes
+            kwargs.setdefault("repo_id", Path(save_directory).name)
+        with atomic_folder(save_directory, overwrite=True, carry_over=lambda name: True) as tmp:
+            written = super().save_pretrained(tmp, *args, **kwargs)
+            for name in written:
+                if name.endswith("tokenizer_config.json"):  # the class AutoTokenizer builds: transformers' own
+                    config = json.loads(Path(name).read_text(encoding="utf-8"))
+                    config["tokenizer_class"] = TokenizersBackend.__name__
+                    text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+                    Path(name).write_text(text, encoding="utf-8")
+        return tuple(str(Path(save_directory) / Path(name).relative_to(tmp)) for name in written)
+
 
 def load_tokenizer(
     path: str | os.PathLike | None = None,
     *,
     model_max_length: int = 1024,
     expected_sha256: str | None = None,
-) -> TokenizersBackend:
+) -> "GPTScratchTokenizer":
     """GPT-2's tokenizer: ids as tiktoken's "gpt2", `<|endoftext|>` (50256) as bos/eos/pad/unk, left padding.
 
     `path` None reads the packaged gpt2.tiktoken, checked against `GPT2_TIKTOKEN_SHA256`. Otherwise
@@ -81,7 +122,7 @@ def load_tokenizer(
     # spelled it (not resolved through symbolic links), so that errors name the file they gave.
     fingerprint = tuple((str(file), file.stat().st_size, file.stat().st_mtime_ns) for file in files)
     backend = _cached_backend(fingerprint, expected_sha256)
-    return TokenizersBackend(
+    return GPTScratchTokenizer(
         tokenizer_object=backend,  # deep-copied by TokenizersBackend, so the cached backend stays pristine
         bos_token=ENDOFTEXT,
         eos_token=ENDOFTEXT,
@@ -114,7 +155,8 @@ def load_tiktoken_encoding():
 def write_gpt2_vocab_files(folder: str | os.PathLike) -> tuple[Path, Path]:
     """Write GPT-2's original vocabulary files, rebuilt from the packaged ranks, into `folder` (created if missing):
     `vocab.json` (OpenAI's encoder.json) and `merges.txt` (OpenAI's vocab.bpe), byte for byte as OpenAI released them,
-    the files `GPT2Tokenizer` and llama.cpp's converter read. Returns their paths.
+    the files `GPT2Tokenizer` and llama.cpp's converter read. Returns their paths. The folder's other files are kept;
+    the two files appear together or, if writing fails, not at all (`gpt_scratch.files.atomic_folder`).
     """
     ranks = _read_tiktoken_ranks(_PACKAGED_RANKS, GPT2_TIKTOKEN_SHA256)
     char = bytes_to_unicode()
@@ -135,11 +177,10 @@ def write_gpt2_vocab_files(folder: str | os.PathLike) -> tuple[Path, Path]:
     encoder = {spell(token): ranks[token] for token in by_rank} | {ENDOFTEXT: _NUM_RANKS}
     merges = ["#version: 0.2"] + [" ".join(map(spell, merged_pair(token, ranks[token]))) for token in by_rank[256:]]
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    vocab_path.write_text(json.dumps(encoder), encoding="utf-8")
-    merges_path.write_text("\n".join(merges) + "\n", encoding="utf-8")
-    return vocab_path, merges_path
+    with atomic_folder(folder, overwrite=True, carry_over=lambda name: True) as tmp:
+        (tmp / "vocab.json").write_text(json.dumps(encoder), encoding="utf-8")
+        (tmp / "merges.txt").write_text("\n".join(merges) + "\n", encoding="utf-8")
+    return folder / "vocab.json", folder / "merges.txt"
 
 
 def register_auto_tokenizer() -> None:
@@ -178,6 +219,13 @@ def _cached_backend(fingerprint: tuple[tuple[str, int, int], ...], expected_sha2
         ranks = _read_tiktoken_ranks(files[0], expected_sha256)
     else:
         ranks = _read_data_gym_ranks(*files)
+    if files[0] != _PACKAGED_RANKS and ranks != (gpt2 := _read_tiktoken_ranks(_PACKAGED_RANKS, GPT2_TIKTOKEN_SHA256)):
+        # Well-formed, but another BPE (or GPT-2's with ranks swapped): the ids will not be GPT-2's.
+        differ = sum(gpt2.get(token) != rank for token, rank in ranks.items())
+        sha = f" (sha256 {hashlib.sha256(files[0].read_bytes()).hexdigest()}, not {GPT2_TIKTOKEN_SHA256})"
+        logger.warning("%s holds a byte-level BPE that is not GPT-2's%s: %d of its %d tokens have other ids than in "
+                       "GPT-2's, so text encodes to other ids; pass expected_sha256 to require a particular file",
+                       files[0], sha if len(files) == 1 else "", differ, len(ranks))
     converter = _RanksConverter(ranks, pattern=GPT2_SPLIT_PATTERN, extra_special_tokens=[ENDOFTEXT])
     return converter.converted()
 
@@ -214,12 +262,20 @@ def _read_tiktoken_ranks(path: Path, expected_sha256: str | None) -> dict[bytes,
             continue
         try:
             token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
+            token, rank = base64.b64decode(token, validate=True), int(rank)
         except ValueError as error:  # binascii.Error is a ValueError too
             raise ValueError(
                 f"{path} line {number} is {line[:60]!r}, not '<base64 token> <rank>'; "
                 f"expected {_EXPECTED_FILES}"
             ) from error
+        # tiktoken writes each token once, in rank order: anything else is an edited or corrupted file.
+        if token in ranks:
+            raise ValueError(f"{path} line {number}: token {token!r} is listed twice (ranks {ranks[token]} and "
+                             f"{rank}); each token has one rank")
+        if rank != len(ranks):
+            raise ValueError(f"{path} line {number}: rank {rank} where rank {len(ranks)} comes next; the ranks run "
+                             f"0..N-1 in order, one per line")
+        ranks[token] = rank
     _check_ranks(ranks, str(path))
     return ranks
 
