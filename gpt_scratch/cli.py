@@ -514,6 +514,36 @@ def convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- export ------------------------------------------------------------------------------------------------
+
+
+def _add_export(subparsers) -> None:
+    parser = _subparser(
+        subparsers, "export",
+        help="export a model for another runtime (ONNX Runtime)",
+        examples="  gpt-scratch export onnx out/model out/model-onnx\n"
+                 "  gpt-scratch export onnx openai-community/gpt2 gpt2-onnx",
+        description="Export MODEL (a gpt_scratch or GPT-2 folder, or a Hub id) with torch's dynamo exporter into the "
+                    "folder OUT: model.onnx (one graph, with and without past keys/values: a past of length 0 for "
+                    "the first step), config.json, generation_config.json and the tokenizer. Batch, sequence and "
+                    "past lengths are dynamic. Needs pip install 'gpt-scratch[onnx]' (onnxscript, onnxruntime).",
+    )
+    parser.add_argument("format", choices=("onnx",), help="the target format")
+    parser.add_argument("model", metavar="MODEL", help="a model folder or Hub id")
+    parser.add_argument("out", metavar="OUT", help="the output folder (refused if it exists, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(func=export)
+
+
+def export(args: argparse.Namespace) -> int:
+    """Export MODEL to OUT; prints the file written."""
+    from .onnx_export import export_onnx
+
+    path = export_onnx(args.model, args.out, overwrite=args.overwrite)
+    print(f"exported {args.model} to {path} ({path.stat().st_size:,} bytes)")
+    return 0
+
+
 # ----- push ----------------------------------------------------------------------------------------------
 
 
@@ -597,6 +627,11 @@ def _add_serve(subparsers) -> None:
     parser.add_argument("--port", type=_number(int, 1, 65535), default=8000, help="port (default: 8000)")
     parser.add_argument("--continuous-batching", action="store_true",
                         help="batch requests as they arrive, with a paged KV cache (on a CPU: sdpa or eager)")
+    parser.add_argument("--cb-num-blocks", type=_positive_int, metavar="N",
+                        help="continuous batching's cache: N blocks of 256 tokens for every layer (default: 90%% of "
+                             "the device's free memory, on a CPU of the RAM)")
+    parser.add_argument("--cb-max-batch-tokens", type=_positive_int, metavar="N",
+                        help="continuous batching: at most N tokens in one forward pass (default: inferred)")
     parser.add_argument("--attn-implementation", choices=("eager", "sdpa", "flash_attention_2", "flash_attention_3"),
                         help="attention kernel (default: sdpa)")
     parser.add_argument("--device", default="auto", help="where the model runs: auto, cpu, cuda, cuda:1, ...")
@@ -613,6 +648,7 @@ def serve(args: argparse.Namespace) -> int:
 
     print(f"serving {args.model} on http://{args.host}:{args.port}/v1 (Ctrl-C stops)", flush=True)
     serve(args.model, host=args.host, port=args.port, continuous_batching=args.continuous_batching,
+          cb_num_blocks=args.cb_num_blocks, cb_max_batch_tokens=args.cb_max_batch_tokens,
           attn_implementation=args.attn_implementation, device=args.device, dtype=args.dtype,
           log_level=args.log_level)
     return 0
@@ -648,7 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="print the versions and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; errors show the traceback")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_train, _add_generate, _add_eval, _add_info, _add_convert, _add_push, _add_serve):
+    for add in (_add_demo, _add_train, _add_generate, _add_eval, _add_info, _add_convert, _add_export, _add_push,
+                _add_serve):
         add(subparsers)
     return parser
 
