@@ -83,12 +83,9 @@ class GPTScratchConfig(PreTrainedConfig):
     }
     # Tensor parallelism (`from_pretrained(..., tp_plan="auto")`, and the serving engines that read it), Megatron's
     # split: queries, keys, values and the feed-forward's expansion by output columns (each rank holds some heads),
-    # the two projections back into the residual stream by input rows (one all-reduce per sublayer). The token
-    # embedding is split by vocabulary rows, as the column-split LM head is: a tied head shares its matrix, so both
-    # must hold the same shard (transformers does this by itself only for a module named `embed_tokens`; left
-    # replicated, the tied head multiplied by the whole matrix and the gather mixed the ranks' logits).
+    # the two projections back into the residual stream by input rows (one all-reduce per sublayer). Linear layers
+    # only: vLLM's and SGLang's transformers backends read this plan, and SGLang refuses an embedding style.
     base_model_tp_plan = {
-        "tok_emb": "embedding_rowwise",
         "trf_blocks.*.att.W_query": "colwise",
         "trf_blocks.*.att.W_key": "colwise",
         "trf_blocks.*.att.W_value": "colwise",

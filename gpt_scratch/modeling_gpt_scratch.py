@@ -451,7 +451,11 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.tok_emb.weight"}
-    _tp_plan = {"lm_head": "colwise_gather_output"}  # each rank scores part of the vocabulary, then all-gather
+    # Each rank scores part of the vocabulary, then all-gather. The token embedding is split by the same vocabulary
+    # rows: a tied head shares its matrix, so both must hold the same shard (transformers splits an embedding by
+    # itself only if it is named `embed_tokens`; replicated, the tied head's whole-vocabulary logits were taken for
+    # this rank's slice, and the gather repeated the first half of the vocabulary).
+    _tp_plan = {"lm_head": "colwise_gather_output", "model.tok_emb": "embedding_rowwise"}
     _pp_plan = {"lm_head": (["hidden_states"], ["logits"])}
     _auto_class = "AutoModelForCausalLM"  # save_pretrained copies the code files beside the weights
 

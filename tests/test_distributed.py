@@ -8,6 +8,7 @@ added once per rank instead of once would hide).
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,16 @@ def test_ddp_trainer_equals_one_process(run, tmp_path):
     assert len(losses) == 12
     assert_close(report["ddp"]["losses"], losses, rtol=1e-4, atol=1e-4)
     assert report["ddp"]["reloaded_tied"]
+
+
+def test_base_model_plan_is_what_serving_engines_accept():
+    """vLLM's and SGLang's transformers backends read the base model's plan (AutoModel) and swap in their own parallel
+    Linear layers; SGLang refuses any other style. The LM's own plan adds the head and the embedding it is tied to."""
+    model = GPTScratchForCausalLM(tiny_config(vocab_size=VOCAB, tie_word_embeddings=True))
+    modules = dict(model.model.named_modules())
+    for pattern, style in model.model.tp_plan.items():
+        assert style in ("colwise", "rowwise"), (pattern, style)
+        matched = [m for name, m in modules.items() if re.fullmatch(pattern.replace("*", r"\d+"), name)]
+        assert len(matched) == model.config.n_layers and all(isinstance(m, torch.nn.Linear) for m in matched), pattern
+    assert model.tp_plan["lm_head"] == "colwise_gather_output"
+    assert model.tp_plan["model.tok_emb"] == "embedding_rowwise"  # the same vocabulary shard as the tied head
