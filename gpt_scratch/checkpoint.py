@@ -56,7 +56,7 @@ from .network import hub_timeouts
 logger = logging.getLogger(__name__)
 
 SOURCE_FORMATS = ("auto", "hf-gpt2", "book", "scratch")
-TARGET_FORMATS = ("scratch", "hf-gpt2", "book")
+TARGET_FORMATS = ("scratch", "hf-gpt2", "book", "gguf")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 
@@ -608,9 +608,35 @@ def _write_hf_gpt2(folder: Path, source: Source, dtype: torch.dtype, max_shard_s
                    lambda key: make(steps[key], source.get, zeros_like), dtype, max_shard_size, progress)
     hf_config.dtype = str(dtype).removeprefix("torch.")
     hf_config.architectures = [GPT2LMHeadModel.__name__]
+    # GPT-2's legacy name for the context length: OpenAI's config.json has it, and tools that read the file (llama.cpp's
+    # convert_hf_to_gguf.py) require it; transformers 5 no longer writes it.
+    hf_config.n_ctx = source.config.context_length
     hf_config.save_pretrained(folder)
     model.generation_config.save_pretrained(folder)
+    if source.config.vocab_size >= GPT2_VOCAB_SIZE:
+        _write_gpt2_tokenizer(folder, source.config.context_length)
+    else:
+        logger.warning("%s has a %d-token vocabulary, not GPT-2's: no tokenizer files written", source.name,
+                       source.config.vocab_size)
     return len(keys)
+
+
+GPT2_VOCAB_SIZE = 50257
+
+
+def _write_gpt2_tokenizer(folder: Path, context_length: int) -> None:
+    """The tokenizer files of a GPT-2 folder, as openai-community/gpt2 has them: OpenAI's vocab.json and merges.txt
+    (rebuilt from the packaged ranks), and transformers' GPT2Tokenizer built from them (tokenizer.json with OpenAI's
+    50,000 merges, which llama.cpp's converter copies; our tokenizer's has tiktoken's 108,299 equivalent ones).
+    <|endoftext|> also pads, on the left, as with our tokenizer."""
+    from transformers import GPT2Tokenizer
+
+    from .tokenization_gpt_scratch import ENDOFTEXT, write_gpt2_vocab_files
+
+    write_gpt2_vocab_files(folder)
+    tokenizer = GPT2Tokenizer.from_pretrained(folder, model_max_length=context_length, pad_token=ENDOFTEXT,
+                                              padding_side="left")
+    tokenizer.save_pretrained(folder)
 
 
 def _write_book(folder: Path, source: Source, dtype: torch.dtype, progress: bool) -> int:
@@ -689,6 +715,11 @@ def convert_checkpoint(
     """
     if dst_format not in TARGET_FORMATS:
         raise ValueError(f"unknown target format {dst_format!r}; expected one of {', '.join(TARGET_FORMATS)}")
+    if dst_format == "gguf":  # one file for llama.cpp, not a folder: gpt_scratch.gguf_export writes it
+        from .gguf_export import convert_to_gguf
+
+        return convert_to_gguf(src, dst, src_format=src_format, book_config_spec=book_config_spec, dtype=dtype,
+                               overwrite=overwrite, progress=progress, download=download)
     if isinstance(dtype, str) and dtype != "auto" and dtype.removeprefix("torch.") not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not supported; expected auto, {', '.join(DTYPES)}")
     shard_bytes = _parse_size(max_shard_size)
