@@ -87,9 +87,11 @@ def atomic_folder(dst: str | os.PathLike, overwrite: bool = False, *,
         else:
             _swap_in(tmp, dst, overwrite)
     except BaseException as err:
-        # Writers report a full disk in their own words (safetensors, torch.save, tokenizers: not as OSError), so
-        # the disk is asked; a ValueError or TypeError is about the input whatever the disk.
-        full = isinstance(err, Exception) and not isinstance(err, (ValueError, TypeError)) and _disk_full(tmp)
+        # Writers report a full disk in their own words, not as an OSError (safetensors and tokenizers quote the
+        # system's message; torch.save does not, but leaves the disk full): a ValueError or TypeError is about the
+        # input whatever the disk.
+        full = isinstance(err, Exception) and not isinstance(err, (ValueError, TypeError, OSError)) and (
+            os.strerror(errno.ENOSPC) in str(err) or os.strerror(errno.EDQUOT) in str(err) or _disk_full(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
         if full:
             raise OSError(errno.ENOSPC, f"could not write {dst}: no space left on the disk ({err}); {dst} was left "
@@ -115,8 +117,10 @@ def check_destination(dst: str | os.PathLike, overwrite: bool) -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK) and not (dst.is_dir() and os.access(dst, os.W_OK | os.X_OK)):
-        raise PermissionError(errno.EACCES, f"cannot write {dst}: {parent} is not writable (permission denied or a "
-                                            f"read-only filesystem); choose a folder you can write to")
+        read_only = hasattr(os, "statvfs") and os.statvfs(parent).f_flag & os.ST_RDONLY
+        why = "on a read-only filesystem" if read_only else "not writable (permission denied)"
+        raise PermissionError(errno.EROFS if read_only else errno.EACCES,
+                              f"cannot write {dst}: {parent} is {why}; choose a folder you can write to")
 
 
 def _exists(path: Path) -> bool:
