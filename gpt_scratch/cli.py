@@ -210,7 +210,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"model: {model.num_parameters():,} parameters; " + ", ".join(
             f"{name}={getattr(model.config, name)}" for name in ("context_length", "emb_dim", "n_heads", "n_layers",
                                                                  "drop_rate", "qkv_bias", "tie_word_embeddings")))
-    card_data = {"base_model": args.init} if args.init and check_model(args.init) == "hub" else None
+    card_data = {"base_model": args.init} if args.init and check_model(args.init, args.config) == "hub" else None
     result = run_training(
         model, args.data, args.out, tokenizer=tokenizer, max_steps=args.max_steps, epochs=args.epochs,
         batch_size=args.batch_size, context_length=window, lr=args.lr, weight_decay=args.weight_decay,

@@ -9,7 +9,6 @@
    model's) and continued with `pipeline("text-generation")`.
 """
 
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,7 @@ DEMO_STEPS = 100
 # vocabulary (so the real tokenizer works), 4 blocks of width 128, a 64-token context, the output head tied.
 DEMO_MODEL = dict(context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.1, tie_word_embeddings=True)
 _PRESETS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+_DEMO_NAME = "gpt-scratch demo"
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run_demo(out: str | os.PathLike = "gpt-scratch-demo", *, steps: int = DEMO_S
         result = train(model, THE_VERDICT, out, tokenizer=tokenizer, max_steps=steps, batch_size=4, lr=1e-3,
                        eval_steps=max(1, steps // 5), eval_batches=2, save_steps=10 * steps,
                        checkpoint_dir=checkpoints, overwrite=True, progress=progress, sample_tokens=30,
-                       card_data={"model_name": "gpt-scratch demo", "tags": ["demo"]})
+                       card_data={"model_name": _DEMO_NAME, "tags": ["demo"]})
 
     reload_started = time.perf_counter()
     reloaded = AutoModelForCausalLM.from_pretrained(out)
@@ -104,11 +104,12 @@ def run_demo(out: str | os.PathLike = "gpt-scratch-demo", *, steps: int = DEMO_S
 
 
 def _is_demo_output(folder: Path) -> bool:
+    """Whether `folder` is what an earlier demo wrote (its model card is titled as the demo names it)."""
     try:
-        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        card = (folder / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return False
-    return isinstance(metrics, dict) and Path(metrics.get("data", "")).name == THE_VERDICT.name
+    return f"\n# {_DEMO_NAME}\n" in card and (folder / "config.json").is_file()
 
 
 def format_report(report: DemoReport) -> str:

@@ -196,7 +196,6 @@ def train(
                     save_steps=save_steps, dtype=dtype, sample_tokens=sample_tokens, train_ratio=train_ratio)
     if out.exists() and not (overwrite or resume):
         raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) to replace it")
-    resume_from = _prepare_checkpoints(checkpoint_dir, resume=resume, overwrite=overwrite)
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_max_length=model.config.context_length)
     prompt_ids = tokenizer(start_context, add_special_tokens=False)["input_ids"] if start_context else []
     if len(prompt_ids) >= context_length:
@@ -217,7 +216,6 @@ def train(
         fp16=dtype == "float16",
         eval_strategy="steps",
         eval_steps=eval_steps,
-        eval_on_start=resume_from is None,
         prediction_loss_only=True,
         logging_strategy="steps",
         logging_steps=1,
@@ -236,6 +234,9 @@ def train(
         dataloader_pin_memory=torch.cuda.is_available(),
     )
     main_process = args.process_index == 0
+    with args.main_process_first(desc="checkpoints"):  # one process clears an earlier run's, the others then look
+        resume_from = _prepare_checkpoints(checkpoint_dir, resume=resume, overwrite=overwrite)
+    args.eval_on_start = resume_from is None  # the losses before the first step; a resumed run has them already
     global_batch = batch_size * args.world_size
 
     ids = tokenize_file(data, progress=progress and main_process)
