@@ -694,8 +694,10 @@ def convert_checkpoint(
     progress: bool = True,
     download: Mapping[str, Any] | None = None,
 ) -> ConversionResult:
-    """Convert a checkpoint to our folder ("scratch"), a transformers GPT-2 folder ("hf-gpt2") or the book's
-    `model.pth` + `config.json` folder ("book"), one tensor at a time.
+    """Convert a checkpoint to our folder ("scratch"), a transformers GPT-2 folder ("hf-gpt2", with GPT-2's tokenizer
+    files), the book's `model.pth` + `config.json` folder ("book") or one GGUF file for llama.cpp ("gguf", written by
+    `gpt_scratch.gguf_export.convert_to_gguf`, whose `dtype` may also be "f32", "f16", "bf16" or "q8_0"), one tensor at
+    a time.
 
     src: a transformers GPT-2 folder or Hub id, the book's `.pth` (with `book_config_spec`, see `book_config`),
         or one of our folders; `src_format="auto"` tells them apart (see `detect_format`).
