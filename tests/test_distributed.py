@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_without_gpt_scratch, sharpen, tiny_config
+from conftest import assert_uses_whole_prompt, greedy, run_without_gpt_scratch, sharpen, tiny_config
 from distributed_worker import TRAINER_ARGS, VOCAB, training_windows
 from torch.testing import assert_close
 from transformers import Trainer, TrainingArguments
@@ -131,3 +131,19 @@ def test_base_model_plan_is_what_serving_engines_accept():
         assert len(matched) == model.config.n_layers and all(isinstance(m, torch.nn.Linear) for m in matched), pattern
     assert model.tp_plan["lm_head"] == "colwise_gather_output"
     assert model.tp_plan["model.tok_emb"] == "embedding_rowwise"  # the same vocabulary shard as the tied head
+
+
+def test_device_map_with_disk_offload_generates_the_same_tokens(tmp_path):
+    """Too big for memory: device_map="auto" keeps what fits (the tied embedding and head) and offloads the rest to
+    disk, one TransformerBlock at a time (`_no_split_modules`)."""
+    model = GPTScratchForCausalLM(tiny_config(qkv_bias=True, tie_word_embeddings=True))  # 6.6 MB, 6.4 the embedding
+    sharpen(model, model.config.emb_dim)
+    model.save_pretrained(tmp_path / "model")
+    reference = GPTScratchForCausalLM.from_pretrained(tmp_path / "model").eval()
+    offloaded = GPTScratchForCausalLM.from_pretrained(tmp_path / "model", device_map="auto",
+                                                      max_memory={"cpu": 6_500_000}, offload_folder=tmp_path / "off")
+    assert offloaded.hf_device_map["model.tok_emb"] == offloaded.hf_device_map["lm_head"] == "cpu"
+    assert "disk" in offloaded.hf_device_map.values()
+    prompt = torch.randint(0, 50257, (1, 8))
+    assert_uses_whole_prompt(reference, prompt)
+    assert greedy(offloaded.eval(), prompt) == greedy(reference, prompt)

@@ -145,3 +145,34 @@ def test_serve_checks_its_arguments(folder, tmp_path, capsys):
         serve(None)
     assert main(["serve", str(folder), "--port", "0"]) == 2
     assert "--port: 0 must be >= 1" in capsys.readouterr().err
+
+
+def test_serving_engines_attention_contract(folder):
+    """What vLLM's and SGLang's transformers backends need, checked on CPU with an engine-like attention function:
+    the base model (auto_map's AutoModel) opts in (`is_backend_compatible`), runs the kernel registered in
+    transformers' ALL_ATTENTION_FUNCTIONS with each layer's `layer_idx`, hands it the engine's own keyword arguments
+    (vLLM passes its attention layers so), builds no mask of its own, and gives the hidden states sdpa gives."""
+    from torch.nn import functional as F
+    from transformers import AutoConfig, AutoModel
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    seen = []
+
+    def engine_attention(module, query, key, value, attention_mask, scaling=None, engine_state=None, **kwargs):
+        seen.append((module.layer_idx, engine_state, attention_mask))
+        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling)  # (B, H, T, D)
+        return out.transpose(1, 2), None
+
+    ALL_ATTENTION_FUNCTIONS.register("engine_probe", engine_attention)
+    assert AutoConfig.from_pretrained(folder).auto_map["AutoModel"] == "modeling_gpt_scratch.GPTScratchModel"
+    reference = AutoModel.from_pretrained(folder, attn_implementation="sdpa").eval()
+    engine = AutoModel.from_pretrained(folder, attn_implementation="engine_probe").eval()
+    assert type(engine).is_backend_compatible()
+    ids = load_tokenizer()(PROMPTS[3], return_tensors="pt").input_ids
+    positions = torch.arange(ids.shape[1])[None]
+    with torch.no_grad():
+        hidden = engine(input_ids=ids, position_ids=positions, use_cache=False, engine_state="state",
+                        return_dict=False)[0]
+        expected = reference(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state
+    assert seen == [(0, "state", None), (1, "state", None)]
+    torch.testing.assert_close(hidden, expected)
