@@ -10,7 +10,12 @@ never run in CI; tests/test_gguf.py checks the files themselves.
                                                                  # converter, on our `convert --to hf-gpt2` folder
 
 Rows: one GGUF file each. Columns: whether llama.cpp's tokenizer gives our ids for the prompt, the largest difference
-of the prompt's logits (f32 should be ~1e-5, quantised files more), and whether the greedy tokens are ours.
+of the prompt's logits, and whether the greedy tokens are ours.
+
+Measured (llama-cpp-python 0.3.36, CPU): the default sharpened model gives the same ids everywhere, and the same 16
+greedy tokens from f32 and f16 (max |dlogits| 2.1e-2 and 3.1e-2, on logits of a few units: sharp attention magnifies
+kernel differences) and 10 of 16 from bf16; a model at GPT-2's initialisation (`--model`) gives 3.8e-4 (f32),
+6.5e-4 (f16), 5.2e-3 (bf16), the same tokens from all three.
 """
 
 import argparse
