@@ -207,12 +207,30 @@ class Source:
 
 
 def _resolve(src: str | os.PathLike, filename: str, download: Mapping[str, Any]) -> Path | None:
-    """A file of a local folder or Hub repo (downloaded into the cache), or None where it has none."""
+    """A file of a local folder or Hub repo (downloaded into the cache), or None where it has none.
+
+    Raises:
+        FileNotFoundError: `src` is neither a local path nor a model repo on the Hub.
+        ConnectionError: the Hub could not be reached (no answer within huggingface_hub's HF_HUB_ETAG_TIMEOUT, after
+            its retries) and the file is not in the cache. Told apart from a missing file, which it would otherwise
+            look like, so the first lookup fails rather than each one waiting out its own retries.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
     from transformers.utils import cached_file
 
     try:
-        path = cached_file(str(src), filename, _raise_exceptions_for_missing_entries=False, **download)
+        path = cached_file(str(src), filename, **download)  # raises for a missing file too: told apart below
     except OSError as err:
+        if isinstance(err.__cause__, LocalEntryNotFoundError) and not Path(src).exists():
+            if constants.is_offline_mode() or download.get("local_files_only"):
+                raise FileNotFoundError(f"{src}: {filename} is not in the local cache, and Hub downloads are off "
+                                        f"(HF_HUB_OFFLINE or local_files_only)") from err
+            raise ConnectionError(f"{src}: could not reach the Hub ({constants.ENDPOINT}) to download {filename}, "
+                                  f"and it is not in the local cache; check the network (each request waits "
+                                  f"HF_HUB_ETAG_TIMEOUT={constants.HF_HUB_ETAG_TIMEOUT} s)") from err
+        if "does not appear to have" in str(err):  # transformers' words for a file the folder or repo lacks
+            return None
         raise FileNotFoundError(f"{src}: not a local file or folder, and not a model on the Hub ({err})") from err
     return Path(path) if path is not None else None
 
@@ -860,14 +878,16 @@ def _check_model_source(name: str | os.PathLike) -> None:
 
 
 def _model_type(src: str | os.PathLike, kwargs: Mapping[str, Any]) -> str | None:
-    """config.json's model_type, or None where it cannot be read (transformers' loader then says why)."""
-    from transformers.utils import cached_file
+    """config.json's model_type, or None where it cannot be read (transformers' loader then says why).
 
+    Raises:
+        ConnectionError: a Hub id, and the Hub could not be reached (see `_resolve`).
+    """
     try:
-        config_file = cached_file(src, "config.json", _raise_exceptions_for_missing_entries=False,
-                                  _raise_exceptions_for_connection_errors=False,
-                                  **{k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs})
-        return json.loads(Path(config_file).read_text()).get("model_type") if config_file else None
+        config_file = _resolve(src, "config.json", {k: kwargs[k] for k in DOWNLOAD_KWARGS if k in kwargs})
+        return json.loads(config_file.read_text()).get("model_type") if config_file else None
+    except ConnectionError:
+        raise
     except (OSError, ValueError, AttributeError):
         return None
 

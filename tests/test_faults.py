@@ -23,6 +23,7 @@ from conftest import tiny_config
 from fake_hub import FAKE_TOKEN, FakeHub, hub_env, network_guard_fixture, patch_hub_endpoint  # noqa: F401
 
 from gpt_scratch import GPTScratchForCausalLM, load_tokenizer
+from gpt_scratch.checkpoint import convert_checkpoint
 from gpt_scratch.cli import main as cli_main
 from gpt_scratch.hub import HubPushError, push_to_hub
 
@@ -347,3 +348,21 @@ def test_ctrl_c_while_the_commit_is_unanswered_publishes_nothing(network_guard, 
         assert child.returncode != 0 and out == "", (child.returncode, out, err)
         assert hub.repos[REPO].commits == [] and not hub.calls("POST", f"/api/models/{REPO}/commit/")[1:]
     assert list(staging.iterdir()) == [] and err.strip().splitlines()[-1] == "gpt-scratch push: interrupted"
+
+
+def test_convert_from_a_hub_that_never_answers_fails_saying_so(silent_hub, tmp_path: Path, monkeypatch):
+    from huggingface_hub import constants
+
+    hub = silent_hub("HEAD", "/fake-user/gpt2/resolve/")
+    # huggingface_hub bounds file lookups itself: one try of HF_HUB_ETAG_TIMEOUT (10 s), then, with nothing in the
+    # cache, 6 more of 60 s with backoff between them (its private _ETAG_RETRY_TIMEOUT): shortened here.
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    monkeypatch.setattr("huggingface_hub.file_download._ETAG_RETRY_TIMEOUT", 1)
+    monkeypatch.setattr("huggingface_hub.utils._http.time.sleep", lambda seconds: None)
+    outcome = run_with_deadline(lambda: convert_checkpoint("fake-user/gpt2", tmp_path / "out", progress=False))
+    error = outcome.get("error")
+    assert isinstance(error, ConnectionError), outcome
+    assert str(error) == (f"fake-user/gpt2: could not reach the Hub ({hub.url}) to download config.json, and it is "
+                          f"not in the local cache; check the network (each request waits HF_HUB_ETAG_TIMEOUT=1 s)")
+    assert len(hub.held) == 7  # config.json's lookup and huggingface_hub's retries of it, then no other file's
+    assert not (tmp_path / "out").exists()
