@@ -14,8 +14,9 @@ of the prompt's logits, and whether the greedy tokens are ours.
 
 Measured (llama-cpp-python 0.3.36, CPU): the default sharpened model gives the same ids everywhere, and the same 16
 greedy tokens from f32 and f16 (max |dlogits| 2.1e-2 and 3.1e-2, on logits of a few units: sharp attention magnifies
-kernel differences) and 10 of 16 from bf16; a model at GPT-2's initialisation (`--model`) gives 3.8e-4 (f32),
-6.5e-4 (f16), 5.2e-3 (bf16), the same tokens from all three.
+kernel differences), 10 of 16 from bf16 and 5 of 16 from q8_0; a model at GPT-2's initialisation (`--model`) gives
+3.8e-4 (f32), 6.5e-4 (f16), 5.2e-3 (bf16), 1.7e-2 (q8_0), the same tokens from all four. (A llama.cpp built for the
+machine's CPU may stop on q8_0 with an illegal instruction inside a virtual machine: CMAKE_ARGS="-DGGML_NATIVE=OFF".)
 """
 
 import argparse
