@@ -347,3 +347,29 @@ def test_push_timeout_is_checked_before_any_request(tmp_path, monkeypatch):
     monkeypatch.setenv("GPT_SCRATCH_HUB_READ_TIMEOUT", "never")
     refuses(ValueError, r"GPT_SCRATCH_HUB_READ_TIMEOUT must be a positive number of seconds, got 'never'",
             lambda: push_to_hub(tmp_path, "user/repo", token="hf_x"))
+
+
+@pytest.mark.parametrize("cache_implementation", [None, "static"])
+def test_the_checks_wait_on_the_device_once_per_forward(model, monkeypatch, cache_implementation):
+    """The value checks are one reduction: a decoding step reads one tensor back (a device sync on a GPU)."""
+    from gpt_scratch.modeling_gpt_scratch import GPTScratchModel
+
+    reads, forwards, inside = [], [], []
+    forward, as_bool, item = GPTScratchModel.forward, torch.Tensor.__bool__, torch.Tensor.item
+
+    def counted_forward(self, *args, **kwargs):
+        forwards.append(1)
+        inside.append(1)
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(GPTScratchModel, "forward", counted_forward)
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda t: (reads.append(1) if inside else None) or as_bool(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: (reads.append(1) if inside else None) or item(t))
+    ids = torch.randint(0, 50256, (2, 8))
+    with torch.no_grad():
+        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                       cache_implementation=cache_implementation)
+    assert len(forwards) == 6 and len(reads) == len(forwards)
