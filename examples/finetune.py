@@ -14,6 +14,7 @@ import argparse
 import math
 from pathlib import Path
 
+import torch
 from transformers import Trainer, TrainingArguments
 
 from gpt_scratch import GPTScratchForCausalLM, TokenWindowDataset, collate_windows, load_tokenizer, tokenize_file
@@ -46,6 +47,7 @@ def main() -> None:
         learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=max(1, args.steps // 10), weight_decay=0.1,
         eval_strategy="steps", eval_steps=max(1, args.steps // 2), logging_steps=max(1, args.steps // 10),
         prediction_loss_only=True, save_strategy="no", report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory only helps copies to a GPU
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=val_set,
                       data_collator=collate_windows)
