@@ -158,6 +158,8 @@ def push_to_hub(
         source = _stage_model(model_or_folder, staging)
         _stage_tokenizer(tokenizer, source, staging)
         parameters, dtypes = _describe_weights(staging, source)
+        if not extras.training_results:  # a folder `gpt-scratch train` wrote keeps its training table
+            extras.training_results = _run_metrics_rows(source.folder)
 
         with _hub_errors("looking up the account of the token", token):
             full_repo_id = repo_id if "/" in repo_id else f"{api.whoami()['name']}/{repo_id}"
@@ -546,6 +548,35 @@ def _template() -> str:
         f"the model card template model_card.md (with {{{{ card_data }}}} front matter) is missing; looked at "
         f"{', '.join(map(str, _TEMPLATE_CANDIDATES))}; reinstall gpt_scratch"
     )
+
+
+def training_results_of_run(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The model card's training table for a run of `gpt-scratch train`, from its `metrics.json` (the fields of
+    `gpt_scratch.training.TrainingResult`)."""
+    return {
+        "training text": f"{Path(metrics['data']).name} ({metrics['data_tokens']:,} tokens, "
+                         f"{metrics['train_tokens']:,} for training, {metrics['validation_tokens']:,} for validation)",
+        "steps": metrics["steps"],
+        "epochs": metrics["epochs"],
+        "tokens seen": f"{metrics['tokens_seen']:,}",
+        "context length, global batch": f"{metrics['context_length']}, {metrics['global_batch_size']}",
+        "final training loss": round(metrics["train_loss"], 4),
+        "final validation loss": round(metrics["validation_loss"], 4),
+        "validation perplexity": round(metrics["validation_perplexity"], 2),
+    }
+
+
+def _run_metrics_rows(folder: Path | None) -> list[tuple[str, str]]:
+    """The training table of a folder that `gpt-scratch train` wrote (its metrics.json), or none."""
+    path = folder / "metrics.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        return _training_rows(training_results_of_run(json.loads(path.read_text(encoding="utf-8"))))
+    except (ValueError, KeyError, TypeError) as err:
+        logger.warning("%s is not the metrics.json of a gpt-scratch train run (%s): the card gets no training table",
+                       path, err)
+        return []
 
 
 def _training_rows(results: Any) -> list[tuple[str, str]]:

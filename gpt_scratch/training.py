@@ -500,20 +500,9 @@ def plot_losses(evaluations: Sequence[Mapping[str, Any]], losses: Sequence[Seque
 
 def _write_card(folder: Path, out: Path, result: TrainingResult, card_data: Mapping[str, Any] | None) -> None:
     """README.md from the model card template, its training table filled with this run."""
-    from .hub import render_model_card
+    from .hub import render_model_card, training_results_of_run
 
     card = dict(card_data or {})
     card.setdefault("model_name", out.name)
-    card["training_results"] = {
-        "training text": f"{Path(result.data).name} ({result.data_tokens:,} tokens, {result.train_tokens:,} for "
-                         f"training, {result.validation_tokens:,} for validation)",
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "tokens seen": f"{result.tokens_seen:,}",
-        "context length, global batch": f"{result.context_length}, {result.global_batch_size}",
-        "final training loss": round(result.train_loss, 4),
-        "final validation loss": round(result.validation_loss, 4),
-        "validation perplexity": round(result.validation_perplexity, 2),
-        **dict(card.get("training_results") or {}),
-    }
+    card["training_results"] = {**training_results_of_run(asdict(result)), **dict(card.get("training_results") or {})}
     render_model_card(folder, str(out), card).save(folder / "README.md")

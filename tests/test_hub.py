@@ -208,6 +208,23 @@ def test_model_card_is_filled_from_the_model_and_card_data(hub: FakeHub, model) 
     assert json.loads(hub.files(REPO)["tokenizer_config.json"])["padding_side"] == "right"
 
 
+def test_a_folder_from_train_keeps_its_training_table(hub: FakeHub, model, tmp_path: Path) -> None:
+    folder = saved_folder(model, tmp_path / "trained")
+    run = {"data": "/data/the-verdict.txt", "data_tokens": 5145, "train_tokens": 4631, "validation_tokens": 514,
+           "steps": 30, "epochs": 1.5, "tokens_seen": 15360, "context_length": 256, "global_batch_size": 2,
+           "train_loss": 6.01234, "validation_loss": 6.6543, "validation_perplexity": 776.61}
+    (folder / "metrics.json").write_text(json.dumps(run))  # what gpt-scratch train writes, in part
+    push_to_hub(folder, REPO)
+    for row in ("| training text | the-verdict.txt (5,145 tokens, 4,631 for training, 514 for validation) |",
+                "| steps | 30 |", "| tokens seen | 15,360 |", "| final validation loss | 6.6543 |"):
+        assert row in card_of(hub).text, row
+    push_to_hub(folder, REPO, card_data={"training_results": {"steps": 31}})  # the caller's table wins
+    assert "| steps | 31 |" in card_of(hub).text and "tokens seen" not in card_of(hub).text
+    (folder / "metrics.json").write_text("{}")  # not a train run's: no table, and still published
+    push_to_hub(folder, REPO)
+    assert "No training details were given" in card_of(hub).text
+
+
 def test_card_without_extras_and_base_model_from_the_hub_repo_the_model_came_from(
     hub: FakeHub, model, tmp_path: Path
 ) -> None:
