@@ -6,7 +6,7 @@ sentence is held out. The model is `GPTScratchForSequenceClassification`: the GP
 sentence's last token (the last that is not padding).
 
     python examples/classify.py                           # a small GPT from scratch, 60 steps: seconds on a CPU
-    python examples/classify.py --init out/quickstart     # start from a saved causal LM (the quickstart's)
+    python examples/classify.py --init gpt-scratch-demo  # start from a saved causal LM (the demo's)
 """
 
 import argparse

@@ -125,7 +125,8 @@ def push_to_hub(
             repo), `language`, `tags` (added to "gpt_scratch" and "gpt2"), `eval_results` (`EvalResult`s or
             dicts of their fields, written as the card's model-index and an evaluation table), `model_name`, any
             other Hub metadata key; and `training_results`, a dict of name -> value shown as the card's training
-            table (not metadata).
+            table (not metadata; by default, for a folder that `gpt-scratch train` wrote, the run's from its
+            metrics.json).
         timeout: seconds to wait for a connection and for each answer from the Hub: a number for both, or
             (connect, read). None: GPT_SCRATCH_HUB_CONNECT_TIMEOUT / GPT_SCRATCH_HUB_READ_TIMEOUT, else 10 and 60
             (`gpt_scratch.network`). A Hub that does not answer in time is a HubPushError naming the endpoint.

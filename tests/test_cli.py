@@ -15,7 +15,7 @@ from gpt_scratch.cli import main
 from gpt_scratch.demo import _is_demo_output
 
 PROMPT = "I HAD always thought Jack Gisburn"
-COMMANDS = ("demo", "train", "generate", "eval", "info", "convert", "push")
+COMMANDS = ("demo", "train", "generate", "eval", "info", "convert", "push", "serve", "export")
 
 
 @pytest.fixture(scope="module")
