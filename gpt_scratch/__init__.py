@@ -14,6 +14,7 @@ from .modeling_gpt_scratch import (
     GPTScratchModel,
     GPTScratchPreTrainedModel,
 )
+from .quantization import quantize
 from .scoring import SequenceScore, score_texts
 from .tokenization_gpt_scratch import load_tokenizer
 
@@ -77,5 +78,6 @@ __all__ = [
     "SequenceScore",
     "push_to_hub",
     "HubPushError",
+    "quantize",
     "TRANSFORMERS_REQUIREMENT",
 ]

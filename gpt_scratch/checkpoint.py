@@ -939,8 +939,10 @@ def _check_loaded_weights(src: str | os.PathLike, model: Any, kwargs: Mapping[st
         raise ValueError(f"{src}: the checkpoint ({names}) lacks {len(missing)} tensors the model needs: "
                          f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''} (they would stay randomly "
                          f"initialised); does config.json belong to these weights?")
+    own_dtypes = {key: tensor.dtype for key, tensor in model.state_dict().items()}
     for key, dtype in files.dtypes.items():
-        if not dtype.is_floating_point:
+        own = own_dtypes.get(key, own_dtypes.get(key.removeprefix(prefix)))
+        if not dtype.is_floating_point and dtype != own:  # int8 where the model holds int8 (gpt_scratch.quantize)
             raise ValueError(f"{files._file[key]}: tensor {key!r} holds {str(dtype).removeprefix('torch.')} values; "
                              f"model weights are floating point (the file was not written by save_pretrained?)")
 

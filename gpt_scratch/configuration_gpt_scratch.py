@@ -26,6 +26,8 @@ _GPT2_SIZES = {
 _PRESET_ALIASES = {"124M": "gpt2", "355M": "gpt2-medium", "774M": "gpt2-large", "1558M": "gpt2-xl",
                    "117M": "gpt2", "345M": "gpt2-medium", "762M": "gpt2-large", "1542M": "gpt2-xl"}
 PRESET_NAMES = tuple(_GPT2_SIZES) + tuple(_PRESET_ALIASES)
+# What `quantization` may be: None (the weights in the model's dtype) or "int8" (weight-only, per output row).
+QUANTIZATIONS = (None, "int8")
 
 # Written into every config.json, so a saved folder (with the code files `save_pretrained` copies beside
 # it) loads through the Auto classes with `trust_remote_code=True` where gpt_scratch is not installed.
@@ -111,6 +113,7 @@ class GPTScratchConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
     use_cache: bool = True
+    quantization: str | None = None  # "int8": weight-only int8 Linear layers (gpt_scratch.quantize)
     bos_token_id: int | None = _ENDOFTEXT
     eos_token_id: int | None = _ENDOFTEXT
     pad_token_id: int | None = _ENDOFTEXT
@@ -158,6 +161,10 @@ class GPTScratchConfig(PreTrainedConfig):
         for name in ("qkv_bias", "tie_word_embeddings", "use_cache"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.quantization is not None and self.tie_word_embeddings:
+            raise ValueError("a quantized model has its own int8 output head: tie_word_embeddings must be False")
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -202,4 +209,4 @@ class GPTScratchConfig(PreTrainedConfig):
         return self.emb_dim // self.n_heads
 
 
-__all__ = ["GPTScratchConfig", "PRESET_NAMES", "TRANSFORMERS_REQUIREMENT"]
+__all__ = ["GPTScratchConfig", "PRESET_NAMES", "QUANTIZATIONS", "TRANSFORMERS_REQUIREMENT"]

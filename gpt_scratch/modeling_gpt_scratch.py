@@ -1,6 +1,6 @@
 """The GPT of *Build a Large Language Model (From Scratch)*, ch. 4, as a transformers model.
 
-Reads leaf-first, as the book builds it: LayerNorm, GELU and FeedForward, then attention, the transformer block,
+Reads leaf-first, as the book builds it: LayerNorm, GELU, Linear and FeedForward, then attention, the transformer block,
 the base model (embeddings -> blocks -> final norm) and, last, the heads: the causal LM head that generate()
 drives and the book's chapter-6 classification head. Module names follow the book (`tok_emb`, `trf_blocks`,
 `att.W_query`, `ff.layers`, `norm1.scale`, ...) so its readers recognise every part; the plumbing (KV cache,
@@ -82,6 +82,25 @@ class GELU(nn.Module):
         return F.gelu(x, approximate="tanh")
 
 
+class Linear(nn.Linear):
+    """nn.Linear, with a single row (a decode step at batch 1) multiplied as a matrix-vector product on a CPU.
+
+    At one row, torch's CPU matrix multiply (`F.linear`) reads a bfloat16 weight at about half the speed of its
+    matrix-vector kernel (`torch.addmv`), and a float32 one a little slower; every other input, a GPU, a compiled or
+    exported graph, and weights that a quantiser or tensor parallelism has replaced by a tensor subclass take
+    `F.linear` as before. The same weights, names and state dict as nn.Linear (a subclass, so quantisers, PEFT and
+    tensor-parallel plans find it); the two paths agree to rounding. benchmarks/RESULTS.md has the numbers.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (torch.compiler.is_compiling() or torch.compiler.is_exporting() or x.device.type != "cpu"
+                or type(self.weight.data) is not torch.Tensor or x.shape[:-1].numel() != 1):
+            return F.linear(x, self.weight, self.bias)
+        row = x.reshape(-1)  # (in,); shapes from the weight: a tensor-parallel rank holds a slice of it
+        out = torch.mv(self.weight, row) if self.bias is None else torch.addmv(self.bias, self.weight, row)
+        return out.view(*x.shape[:-1], -1)
+
+
 class FeedForward(nn.Module):
     """Expand to 4x the embedding width, GELU, project back.
 
@@ -92,14 +111,54 @@ class FeedForward(nn.Module):
     def __init__(self, config: GPTScratchConfig):
         super().__init__()
         self.layers = nn.Sequential(OrderedDict(
-            expand=nn.Linear(config.emb_dim, 4 * config.emb_dim),
+            expand=Linear(config.emb_dim, 4 * config.emb_dim),
             gelu=GELU(),
-            project=nn.Linear(4 * config.emb_dim, config.emb_dim),
+            project=Linear(4 * config.emb_dim, config.emb_dim),
         ))
         self.layers.project.writes_residual = True  # scaled initialisation, see _init_weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class Int8Linear(nn.Module):
+    """A Linear layer whose weight is stored as int8 with one scale per output row (weight-only quantisation).
+
+    `gpt_scratch.quantize(model, "int8")` swaps every nn.Linear for one (config `quantization="int8"`); a checkpoint
+    saved so builds them again. Activations stay in the model's dtype (bf16 on a CPU): torch's
+    `_weight_int8pack_mm` multiplies by the int8 matrix directly, so a decode step reads a quarter of fp32's bytes.
+    Rows are scaled symmetrically, w ~ scale * q with q in [-127, 127] and scale = max |w| / 127 (LLM.int8's
+    per-row absmax, without its outliers); `weight` and `scales` are buffers: the layer is for inference.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("scales", torch.ones(out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+
+    @classmethod
+    @torch.no_grad()
+    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+        quantized = cls(linear.in_features, linear.out_features, bias=linear.bias is not None).to(linear.weight.device)
+        weight = linear.weight.float()
+        scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
+        quantized.weight = torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8)
+        quantized.scales = scales.to(linear.weight.dtype)
+        if linear.bias is not None:
+            quantized.bias.data = linear.bias.detach()
+        return quantized
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).contiguous()  # (..., in) -> (N, in)
+        if x.device.type == "cpu":
+            out = torch._weight_int8pack_mm(rows, self.weight, self.scales.to(x.dtype))
+        else:  # where torch has no int8 kernel: dequantise on the fly
+            out = F.linear(rows, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias.to(x.dtype)
+        return out.view(*x.shape[:-1], self.out_features)
 
 
 # Shapes in attention: B batch, T new tokens, S tokens attended to (cached + new), H heads, D head dim,
@@ -142,10 +201,10 @@ class MultiHeadAttention(nn.Module):
         self.attention_dropout = config.drop_rate
         self.is_causal = True
 
-        self.W_query = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
-        self.W_key = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
-        self.W_value = nn.Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
-        self.out_proj = nn.Linear(config.emb_dim, config.emb_dim)
+        self.W_query = Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_key = Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.W_value = Linear(config.emb_dim, config.emb_dim, bias=config.qkv_bias)
+        self.out_proj = Linear(config.emb_dim, config.emb_dim)
         self.out_proj.writes_residual = True  # scaled initialisation, see _init_weights
 
     def forward(
@@ -239,6 +298,19 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
             std = self.config.initializer_range / math.sqrt(2 * self.config.n_layers)
             init.normal_(module.weight, mean=0.0, std=std)
 
+    def post_init(self) -> None:
+        # A checkpoint saved after `gpt_scratch.quantize` holds int8 weights: build the layers that take them.
+        if self.config.quantization == "int8":
+            self.quantize_linears()
+        super().post_init()
+
+    def quantize_linears(self) -> None:
+        """Swap every nn.Linear for its `Int8Linear` (the float matrix freed as each is converted)."""
+        for module in list(self.modules()):
+            for name, child in module.named_children():
+                if type(child) in (nn.Linear, Linear):
+                    setattr(module, name, Int8Linear.from_linear(child))
+
     # Checkpoints in other formats (transformers' GPT-2) are read by the gpt_scratch package, which sets this to its
     # loader on import (`gpt_scratch.checkpoint.load_pretrained`). As remote code, this file reads its own format.
     checkpoint_loader: ClassVar[Callable | None] = None
@@ -248,8 +320,16 @@ class GPTScratchPreTrainedModel(PreTrainedModel):
         """transformers' `from_pretrained`; with the gpt_scratch package installed it also reads transformers GPT-2
         checkpoints (converted on the fly) and names the file and tensor when a checkpoint is broken."""
         if cls.checkpoint_loader is None:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-        return cls.checkpoint_loader(cls, super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        else:
+            loaded = cls.checkpoint_loader(cls, super().from_pretrained, pretrained_model_name_or_path, *model_args,
+                                           **kwargs)
+        for module in (loaded[0] if isinstance(loaded, tuple) else loaded).modules():
+            if isinstance(module, Int8Linear):
+                # transformers leaves the int8 tensors on the file's read-only memory map, and torch's int8 kernel
+                # needs writable memory (it crashes on a read-only page): each weight gets its own.
+                module.weight = module.weight.clone()
+        return loaded
 
     # Likewise the package sets this to its saver (`gpt_scratch.checkpoint.save_pretrained`), which writes the folder
     # whole or not at all; as remote code, this file saves as transformers does.
@@ -443,6 +523,68 @@ class GPTScratchModel(GPTScratchPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden_states, **{CACHE_NAME: cache})
 
 
+class LMHeadLoss(torch.autograd.Function):
+    """The output head's next-token cross-entropy, chunk by chunk of positions, with its gradients made on the way.
+
+    In training the (tokens x vocabulary) logits are the largest tensors by far (4 x 256 tokens x 50,257 in fp32 are
+    206 MB), and autograd would keep them, their fp32 copy and the log-softmax for backward. Here they exist one chunk
+    at a time: each chunk's softmax becomes d(loss)/d(logits) in place, which gives the chunk's share of the gradients
+    of the hidden states and of the head's weight at once (Liger-Kernel's fused linear cross-entropy; litgpt's
+    chunked_cross_entropy). Equal to `lm_head` + transformers' ForCausalLMLoss up to the order of the sums.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, divisor: torch.Tensor,
+                chunk_size: int) -> torch.Tensor:
+        # hidden (N, C), weight (V, C), targets (N,) with -100 for none; returns sum(-log p(target)) / divisor.
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
+        matrix = weight.to(dtype)  # under autocast, once for every chunk
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_hidden = torch.zeros_like(hidden) if ctx.needs_input_grad[0] else None
+        # The head's gradient is summed over the chunks in the matmuls' dtype (under bf16 autocast, bf16: adding
+        # each chunk's (V x C) product into a float32 sum would read and write 230 MB per chunk, slower than the
+        # matmul itself; the sum is rounded once per chunk, where autograd rounds its bf16 gradient once).
+        grad_weight = torch.zeros_like(weight, dtype=dtype) if ctx.needs_input_grad[1] else None
+        for start in range(0, hidden.shape[0], chunk_size):
+            h, t = hidden[start:start + chunk_size].to(dtype), targets[start:start + chunk_size]
+            ignored = t == -100
+            t = t.masked_fill(ignored, 0)
+            log_probs = F.linear(h, matrix).float()  # (n, C) @ (C, V) -> (n, V), then in place:
+            log_probs -= log_probs.logsumexp(dim=-1, keepdim=True)
+            total -= log_probs.gather(1, t[:, None]).squeeze(1).masked_fill(ignored, 0.0).sum()
+            if grad_hidden is None and grad_weight is None:
+                continue
+            grad_logits = log_probs.exp_()  # softmax - one_hot(target), zero where ignored
+            grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
+            grad_logits = grad_logits.masked_fill_(ignored[:, None], 0.0).to(dtype)
+            if grad_hidden is not None:
+                grad_hidden[start:start + chunk_size] = grad_logits @ matrix  # (n, V) @ (V, C)
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_logits.T, h)  # (V, n) @ (n, C), summed in place
+        ctx.weight_dtype = weight.dtype
+        ctx.save_for_backward(grad_hidden, grad_weight, divisor)
+        return total / divisor
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        grad_hidden, grad_weight, divisor = ctx.saved_tensors
+        scale = grad_loss / divisor
+        return (grad_hidden * scale.to(grad_hidden.dtype) if grad_hidden is not None else None,
+                (grad_weight.float() * scale).to(ctx.weight_dtype) if grad_weight is not None else None, None, None,
+                None)
+
+
+def lm_head_loss(hidden_states: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                 num_items_in_batch: torch.Tensor | int | None = None, chunk_size: int = 256) -> torch.Tensor:
+    """The shifted next-token loss of `LMHeadLoss`: hidden (B, T, C), labels (B, T), as ForCausalLMLoss has it (mean
+    over the labels that are not -100, or their sum / num_items_in_batch, as Trainer asks under accumulation)."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100).reshape(-1)  # position t predicts token t + 1
+    divisor = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
+    divisor = torch.as_tensor(divisor, dtype=torch.float32, device=hidden_states.device)
+    return LMHeadLoss.apply(hidden_states.reshape(-1, hidden_states.shape[-1]), weight, targets, divisor, chunk_size)
+
+
 class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     """The base model plus a linear output head over the vocabulary.
 
@@ -462,7 +604,7 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
     def __init__(self, config: GPTScratchConfig):
         super().__init__(config)
         self.model = GPTScratchModel(config)
-        self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.emb_dim, config.vocab_size, bias=False)
         self.post_init()
         # generate() defaults, saved as generation_config.json: <|endoftext|> ends and pads (from the config),
         # and a bare generate() makes up to 256 new tokens (half the context for small models) rather than
@@ -505,11 +647,16 @@ class GPTScratchForCausalLM(GPTScratchPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        logits = self.lm_head(hidden_states)  # (B, T, C) -> (B, T, vocab_size)
-
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
+        loss = logits = None
+        if labels is not None and self.training and type(self.lm_head) in (nn.Linear, Linear) and \
+                type(self.lm_head.weight.data) is torch.Tensor:  # not a DTensor: TP and FSDP take the plain path
+            # Training: the loss without the full logits (see LMHeadLoss); outputs.logits is None.
+            loss = lm_head_loss(hidden_states, self.lm_head.weight, labels.to(hidden_states.device),
+                                kwargs.get("num_items_in_batch"))
+        else:
+            logits = self.lm_head(hidden_states)  # (B, T, C) -> (B, T, vocab_size)
+            if labels is not None:
+                loss = self.loss_function(logits, labels, vocab_size=self.config.vocab_size, **kwargs)
 
         return CausalLMOutputWithPast(
             loss=loss,

@@ -173,10 +173,13 @@ def load_model(
     dtype: str | torch.dtype = "auto",
     device: str | torch.device | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load MODEL (see the module docstring) in eval mode, with `tokenizer` or its own (`load_tokenizer_for`).
 
-    dtype: "auto" (the checkpoint's), "float32", "bfloat16" or "float16".
+    dtype: "auto" (the checkpoint's; bfloat16 with `quantize`), "float32", "bfloat16" or "float16".
+    quantize: "int8" loads MODEL as gpt_scratch's model (a GPT-2 checkpoint converted) and quantises its Linear
+        layers (`gpt_scratch.quantize`); a model saved quantised is loaded as it is.
 
     Raises:
         FileNotFoundError, ValueError: as `check_model`, or files that cannot be read as a model.
@@ -187,15 +190,21 @@ def load_model(
     from .modeling_gpt_scratch import GPTScratchForCausalLM
 
     kind = check_model(spec, book_config)
-    dtype = _dtype(dtype)
+    dtype = _dtype(torch.bfloat16 if quantize is not None and dtype == "auto" else dtype)
     if kind == "book":
         from .checkpoint import open_source
 
         source = open_source(spec, "book", book_config_spec=book_config)
         state_dict = {key: source.get(key) for key in source.shapes}
         model = GPTScratchForCausalLM.from_pretrained(None, config=source.config, state_dict=state_dict, dtype=dtype)
+    elif quantize is not None:
+        model = GPTScratchForCausalLM.from_pretrained(str(spec), dtype=dtype)  # ours, or GPT-2's converted
     else:
         model = AutoModelForCausalLM.from_pretrained(str(spec), dtype=dtype)
+    if quantize is not None and model.config.quantization is None:
+        from .quantization import quantize as quantize_model
+
+        quantize_model(model, quantize)
     if device is not None:
         model = model.to(device)
     model.eval()

@@ -57,6 +57,18 @@ def test_generate_streams_the_greedy_continuation_of_the_whole_prompt(folder, ca
     assert beams[0] == 0 and beams[1].startswith(f"[1] {PROMPT}")
 
 
+def test_generate_with_int8_weights_is_the_quantized_models_greedy_text(folder, capsys):
+    from gpt_scratch import quantize
+
+    model = quantize(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval(), "int8")
+    tokenizer = load_tokenizer(model_max_length=64)
+    ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    expected = PROMPT + tokenizer.decode(greedy(model, ids, 8)[0]) + "\n"
+    argv = ["generate", folder, PROMPT, "--max-new-tokens", 8, "--quantize", "int8"]
+    assert run(capsys, *argv, "--dtype", "bfloat16")[:2] == (0, expected)
+    assert run(capsys, *argv)[:2] == (0, expected)  # bfloat16 activations by default
+
+
 def test_eval_gives_the_same_perplexity_for_ours_and_its_gpt2_conversion(folder, tmp_path, capsys):
     hf = tmp_path / "hf"
     assert run(capsys, "convert", folder, hf, "--to", "hf-gpt2")[0] == 0

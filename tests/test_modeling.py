@@ -188,3 +188,23 @@ def test_config_preset_builds_on_meta_for_all_sizes():
     with torch.device("meta"):
         model = GPTScratchForCausalLM(GPTScratchConfig.from_preset("gpt2-xl"))
     assert len(model.model.trf_blocks) == 48
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_one_row_path_equals_f_linear(dtype, bias):
+    # One row (a decode step at batch 1) goes through torch.addmv on a CPU, anything else through F.linear: the same
+    # numbers up to rounding, in every shape a caller may pass, with gradients.
+    from gpt_scratch.modeling_gpt_scratch import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(48, 80, bias=bias).to(dtype)
+    for shape in ((1, 1, 48), (1, 48), (48,), (3, 1, 48), (1, 5, 48)):
+        x = torch.randn(shape, dtype=dtype, requires_grad=True)
+        out = layer(x)
+        expected = F.linear(x, layer.weight, layer.bias)
+        assert out.shape == expected.shape == (*shape[:-1], 80)
+        tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+        assert_close(out, expected, atol=tolerance, rtol=tolerance)
+        (grad,) = torch.autograd.grad(out.float().sum(), x)
+        assert_close(grad, layer.weight.sum(0).expand(shape), atol=tolerance, rtol=tolerance)

@@ -64,5 +64,5 @@ def test_train_save_reload_and_merge(base, tmp_path):
     merged_reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
     with torch.no_grad():
         for other in (reloaded, merged, merged_reloaded):
-            torch.testing.assert_close(other(ids).logits, trained, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(other(ids).logits, trained, rtol=1e-5, atol=5e-5)  # merging rounds
     assert greedy(merged_reloaded, ids, 8) == greedy(reloaded, ids, 8)

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_without_gpt_scratch, tiny_config
+from conftest import greedy, run_without_gpt_scratch, sharpen, tiny_config
 from safetensors import safe_open
 from torch.testing import assert_close
 from transformers import AutoModel, AutoModelForCausalLM
 
-from gpt_scratch import GPTScratchForCausalLM, GPTScratchModel
+from gpt_scratch import GPTScratchForCausalLM, GPTScratchModel, quantize
+from gpt_scratch.modeling_gpt_scratch import Int8Linear
 
 
 def _files(folder):
@@ -176,3 +177,57 @@ def test_from_pretrained_config_override_keeps_weights(tmp_path, tiny_model):
     loaded = GPTScratchForCausalLM.from_pretrained(tmp_path, drop_rate=0.2)
     assert loaded.config.drop_rate == 0.2
     assert_close(loaded.lm_head.weight, tiny_model.lm_head.weight)
+
+
+INT8_REMOTE_SCRIPT = """
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = sys.argv[1]
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(model.lm_head).__name__ == "Int8Linear" and model.lm_head.weight.dtype == torch.int8
+    expected = torch.load(folder + "/expected.pt")
+    with torch.no_grad():
+        assert torch.equal(model(expected["input_ids"]).logits, expected["logits"])
+    print("REMOTE INT8 OK")
+    """
+
+
+def test_int8_weights_save_reload_and_load_as_remote_code(tmp_path):
+    torch.manual_seed(0)
+    model = GPTScratchForCausalLM(tiny_config(tie_word_embeddings=True, qkv_bias=True)).eval()
+    sharpen(model, model.config.emb_dim)
+    model = model.to(torch.bfloat16)
+    ids = torch.randint(0, 50256, (2, 9))
+    with torch.no_grad():
+        bf16 = model(ids).logits.float()
+    assert quantize(model, "int8") is model
+    linears = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, Int8Linear))]
+    assert len(linears) == 2 * 6 + 1 and all(isinstance(m, Int8Linear) for m in linears)
+    assert model.config.quantization == "int8" and not model.config.tie_word_embeddings
+    assert model.model.tok_emb.weight.dtype == torch.bfloat16  # the lookup table stays in the model's dtype
+    with torch.no_grad():
+        int8 = model(ids).logits
+    error = int8.float() - bf16  # about 1/254 of each weight's row, through 2 sharpened blocks
+    assert error.std() < 0.05 * bf16.std() and error.abs().max() < 0.1 * bf16.abs().max()
+    with pytest.raises(ValueError, match="quantized already"):
+        quantize(model, "int8")
+    with pytest.raises(ValueError, match="unknown quantization"):
+        quantize(GPTScratchForCausalLM(tiny_config()), "int4")
+
+    folder = tmp_path / "int8"
+    model.save_pretrained(folder)
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        assert f.get_slice("lm_head.weight").get_dtype() == "I8"
+        assert f.get_slice("model.trf_blocks.0.ff.layers.expand.weight").get_dtype() == "I8"
+    reloaded = AutoModelForCausalLM.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).logits, int8)
+    assert greedy(reloaded, ids, 6) == greedy(model, ids, 6)
+    torch.save({"input_ids": ids, "logits": int8}, folder / "expected.pt")
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+    result = run_without_gpt_scratch(INT8_REMOTE_SCRIPT, folder, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REMOTE INT8 OK" in result.stdout
