@@ -28,14 +28,6 @@ def test_tokenize_speed_methods_agree():
 
 
 @pytest.mark.slow
-def test_model_speed_compares_the_same_model():
-    rows = _table_rows(_run("model_speed.py", "--repeat", "1", "--shapes", "1x8", "--new-tokens", "2"))
-    assert [row[0] for row in rows] == ["forward 1x8", "generate 32+2 greedy"]
-    assert rows[-1][-1] == "same ids"
-    assert float(rows[0][-1].split()[-1]) < 1e-4  # max |dlogits|
-
-
-@pytest.mark.slow
 def test_convert_memory_measures_a_conversion(tmp_path):
     output = _run("convert_memory.py", "--sizes", "124M", "--max-shard-size", "200MB", "--workdir", str(tmp_path))
     rows = _table_rows(output)
