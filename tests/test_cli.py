@@ -67,6 +67,13 @@ def test_generate_with_int8_weights_is_the_quantized_models_greedy_text(folder, 
     argv = ["generate", folder, PROMPT, "--max-new-tokens", 8, "--quantize", "int8"]
     assert run(capsys, *argv, "--dtype", "bfloat16")[:2] == (0, expected)
     assert run(capsys, *argv)[:2] == (0, expected)  # bfloat16 activations by default
+    # What generate loads for --quantize: int8 layers over bfloat16 activations, from a folder saved in float.
+    from gpt_scratch.modeling_gpt_scratch import Int8Linear
+    from gpt_scratch.models import load_model
+
+    loaded = load_model(folder, quantize="int8").model
+    assert isinstance(loaded.lm_head, Int8Linear) and loaded.model.tok_emb.weight.dtype == torch.bfloat16
+    assert loaded.config.quantization == "int8"
 
 
 def test_eval_gives_the_same_perplexity_for_ours_and_its_gpt2_conversion(folder, tmp_path, capsys):

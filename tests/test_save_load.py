@@ -216,6 +216,8 @@ def test_int8_weights_save_reload_and_load_as_remote_code(tmp_path):
         quantize(model, "int8")
     with pytest.raises(ValueError, match="unknown quantization"):
         quantize(GPTScratchForCausalLM(tiny_config()), "int4")
+    with pytest.raises(TypeError, match="takes a gpt_scratch model, got Linear"):
+        quantize(torch.nn.Linear(4, 4), "int8")
 
     folder = tmp_path / "int8"
     model.save_pretrained(folder)
