@@ -14,6 +14,7 @@ files live in the gpt_scratch package (`gpt_scratch.checkpoint`).
 import copy
 import functools
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
@@ -82,23 +83,88 @@ class GELU(nn.Module):
         return F.gelu(x, approximate="tanh")
 
 
-class Linear(nn.Linear):
-    """nn.Linear, with a single row (a decode step at batch 1) multiplied as a matrix-vector product on a CPU.
+def _matrix_vector(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """One row times the weight as a matrix-vector product (`torch.addmv`)."""
+    row = x.reshape(-1)  # (in,); shapes from the weight: a tensor-parallel rank holds a slice of it
+    out = torch.mv(weight, row) if bias is None else torch.addmv(bias, weight, row)
+    return out.view(*x.shape[:-1], -1)
 
-    At one row, torch's CPU matrix multiply (`F.linear`) reads a bfloat16 weight at about half the speed of its
-    matrix-vector kernel (`torch.addmv`), and a float32 one a little slower; every other input, a GPU, a compiled or
-    exported graph, and weights that a quantiser or tensor parallelism has replaced by a tensor subclass take
-    `F.linear` as before. The same weights, names and state dict as nn.Linear (a subclass, so quantisers, PEFT and
-    tensor-parallel plans find it); the two paths agree to rounding. benchmarks/RESULTS.md has the numbers.
+
+def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN's inner product on the plain (out, in) weight (the op torch.compile's CPU backend emits; no autograd)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _fastest_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> Callable:
+    """Time each of torch's CPU kernels for x @ weight.T + bias on these inputs (at most 256 of their rows) and return
+    the fastest. A kernel this machine cannot run, or whose result is not F.linear's up to rounding, is never taken."""
+    sample = x.reshape(-1, x.shape[-1])[:256]
+    expected = F.linear(sample, weight, bias)
+    candidates = [_matrix_vector] if sample.shape[0] == 1 else []
+    if torch.backends.mkldnn.is_available() and x.dtype in (torch.float32, torch.bfloat16):
+        candidates.append(_onednn)
+    tolerance = 1e-4 if x.dtype == torch.float32 else 5e-2
+    seconds = {}
+    for kernel in [F.linear, *candidates]:
+        try:
+            if kernel is F.linear or torch.allclose(kernel(sample, weight, bias), expected, rtol=tolerance,
+                                                    atol=tolerance):
+                seconds[kernel] = math.inf
+        except RuntimeError:  # e.g. oneDNN has no kernel for this dtype on this CPU
+            pass
+    for _ in range(3):  # the candidates in turn, so that a passing load slows each of them
+        for kernel in seconds:
+            start = time.perf_counter()
+            kernel(sample, weight, bias)
+            seconds[kernel] = min(seconds[kernel], time.perf_counter() - start)
+    return min(seconds, key=seconds.get)
+
+
+class Linear(nn.Linear):
+    """nn.Linear, with the fastest of torch's CPU kernels for inference on this machine.
+
+    Which of torch's CPU matrix products is fastest depends on the CPU and the shape, by up to 2x. On one of our CI
+    machines (AMD, AVX-512 BF16) `F.linear` reads one row's float32 weights at 11 GB/s and oneDNN's inner product at
+    25 GB/s; on another (Intel, AMX) `torch.addmv` multiplied one bf16 row 1.3x faster than `F.linear`. So on a CPU,
+    in inference (no gradient wanted), the first product of each dtype, weight shape and number of rows (one, up to
+    32, more) times `F.linear`, `torch.addmv` (one row) and oneDNN's inner product on these inputs, and that shape
+    keeps the fastest in `Linear.kernels` (cuDNN's benchmark mode, for matrix products). They agree to rounding; set
+    `Linear.choose_kernels = False` for F.linear always. Training (gradients), autocast, a GPU, a compiled, exported
+    or traced graph, and weights that a quantiser or tensor parallelism replaced by a tensor subclass take F.linear, as
+    nn.Linear does. The same weights, names and state dict as nn.Linear (a subclass, so quantisers, PEFT and
+    tensor-parallel plans find it); benchmarks/RESULTS.md has the numbers.
     """
 
+    choose_kernels: ClassVar[bool] = True
+    # (dtype, weight shape, bias?, rows: 1 / 2-32 / more) -> the kernel that was fastest for it in this process
+    kernels: ClassVar[dict[tuple, Callable]] = {}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (torch.compiler.is_compiling() or torch.compiler.is_exporting() or x.device.type != "cpu"
-                or type(self.weight.data) is not torch.Tensor or x.shape[:-1].numel() != 1):
-            return F.linear(x, self.weight, self.bias)
-        row = x.reshape(-1)  # (in,); shapes from the weight: a tensor-parallel rank holds a slice of it
-        out = torch.mv(self.weight, row) if self.bias is None else torch.addmv(self.bias, self.weight, row)
-        return out.view(*x.shape[:-1], -1)
+        return self.product(x, self.weight, self.bias)
+
+    @classmethod
+    def product(cls, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ weight.T + bias: in inference on a CPU by the kernel fastest for this shape here, else by F.linear."""
+        if not cls._may_choose(x, weight, bias):
+            return F.linear(x, weight, bias)
+        rows = x.shape[:-1].numel()
+        key = (x.dtype, tuple(weight.shape), bias is not None, 1 if rows == 1 else 32 if rows <= 32 else math.inf)
+        kernel = cls.kernels.get(key)
+        if kernel is None:
+            kernel = cls.kernels[key] = _fastest_kernel(x, weight, bias)
+        return kernel(x, weight, bias)
+
+    @classmethod
+    def _may_choose(cls, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+        """Plain CPU tensors of one dtype, no gradient wanted, no autocast, no graph compiled, exported or traced."""
+        if not cls.choose_kernels or torch.compiler.is_compiling() or torch.compiler.is_exporting() or \
+                torch.jit.is_tracing() or torch.is_autocast_enabled("cpu"):
+            return False
+        if type(x) is not torch.Tensor or type(weight.data) is not torch.Tensor or x.device.type != "cpu" or \
+                x.dtype != weight.dtype or x.numel() == 0:
+            return False
+        return not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
+                                                   or (bias is not None and bias.requires_grad))
 
 
 class FeedForward(nn.Module):
@@ -550,7 +616,7 @@ class LMHeadLoss(torch.autograd.Function):
             h, t = hidden[start:start + chunk_size].to(dtype), targets[start:start + chunk_size]
             ignored = t == -100
             t = t.masked_fill(ignored, 0)
-            log_probs = F.linear(h, matrix).float()  # (n, C) @ (C, V) -> (n, V), then in place:
+            log_probs = Linear.product(h, matrix).float()  # (n, C) @ (C, V) -> (n, V), then in place:
             log_probs -= log_probs.logsumexp(dim=-1, keepdim=True)
             total -= log_probs.gather(1, t[:, None]).squeeze(1).masked_fill(ignored, 0.0).sum()
             if grad_hidden is None and grad_weight is None:

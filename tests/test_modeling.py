@@ -192,19 +192,65 @@ def test_config_preset_builds_on_meta_for_all_sizes():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_one_row_path_equals_f_linear(dtype, bias):
-    # One row (a decode step at batch 1) goes through torch.addmv on a CPU, anything else through F.linear: the same
-    # numbers up to rounding, in every shape a caller may pass, with gradients.
-    from gpt_scratch.modeling_gpt_scratch import Linear
+def test_linear_cpu_kernels_equal_f_linear(dtype, bias):
+    # Each CPU kernel Linear may pick (addmv for one row, oneDNN's inner product) and Linear itself, in inference and
+    # in training, give F.linear's numbers up to rounding, in every shape a caller may pass.
+    from gpt_scratch.modeling_gpt_scratch import Linear, _matrix_vector, _onednn
 
     torch.manual_seed(0)
     layer = Linear(48, 80, bias=bias).to(dtype)
-    for shape in ((1, 1, 48), (1, 48), (48,), (3, 1, 48), (1, 5, 48)):
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    for shape in ((1, 1, 48), (1, 48), (48,), (3, 1, 48), (1, 5, 48), (2, 40, 48)):
         x = torch.randn(shape, dtype=dtype, requires_grad=True)
-        out = layer(x)
         expected = F.linear(x, layer.weight, layer.bias)
-        assert out.shape == expected.shape == (*shape[:-1], 80)
-        tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-        assert_close(out, expected, atol=tolerance, rtol=tolerance)
+        kernels = [_onednn] + ([_matrix_vector] if x.shape[:-1].numel() == 1 else [])
+        with torch.no_grad():
+            for kernel in kernels:
+                assert_close(kernel(x, layer.weight, layer.bias), expected, atol=tolerance, rtol=tolerance)
+            inference = layer(x)
+        assert inference.shape == expected.shape == (*shape[:-1], 80)
+        assert_close(inference, expected, atol=tolerance, rtol=tolerance)
+        out = layer(x)  # gradients wanted: F.linear
+        assert_close(out, expected, atol=0, rtol=0)
         (grad,) = torch.autograd.grad(out.float().sum(), x)
         assert_close(grad, layer.weight.sum(0).expand(shape), atol=tolerance, rtol=tolerance)
+
+
+def test_linear_keeps_the_fastest_kernel_that_agrees(monkeypatch):
+    # In inference each (dtype, shape, bias, rows) times the candidates once and keeps one; a kernel that fails or
+    # gives other numbers on this machine is never kept, however fast; training, autocast and choose_kernels=False
+    # always take F.linear.
+    from gpt_scratch import modeling_gpt_scratch as modeling
+
+    monkeypatch.setattr(modeling.Linear, "kernels", {})
+    layer = modeling.Linear(48, 80)
+    x = torch.randn(1, 48)
+    with torch.no_grad():
+        layer(x)
+        layer(torch.randn(7, 48))
+        layer(torch.randn(100, 48))
+    assert set(modeling.Linear.kernels) == {(torch.float32, (80, 48), True, rows) for rows in (1, 32, math.inf)}
+    assert set(modeling.Linear.kernels.values()) <= {F.linear, modeling._matrix_vector, modeling._onednn}
+
+    def wrong(x, weight, bias):  # the fastest of all, and wrong
+        return torch.zeros(*x.shape[:-1], weight.shape[0], dtype=x.dtype)
+
+    def broken(x, weight, bias):
+        raise RuntimeError("could not create a primitive descriptor")
+
+    for fake in (wrong, broken):
+        monkeypatch.setattr(modeling.Linear, "kernels", {})
+        monkeypatch.setattr(modeling, "_onednn", fake)
+        monkeypatch.setattr(modeling, "_matrix_vector", fake)
+        with torch.no_grad():
+            assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert modeling.Linear.kernels[(torch.float32, (80, 48), True, 1)] is F.linear
+
+    monkeypatch.setattr(modeling.Linear, "kernels", {})
+    layer(x)  # the weight wants gradients
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+    monkeypatch.setattr(modeling.Linear, "choose_kernels", False)
+    with torch.no_grad():
+        layer(x)
+    assert modeling.Linear.kernels == {}
