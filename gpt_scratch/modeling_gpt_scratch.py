@@ -14,7 +14,6 @@ files live in the gpt_scratch package (`gpt_scratch.checkpoint`).
 import copy
 import functools
 import math
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
@@ -95,76 +94,88 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
-def _fastest_kernel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> Callable:
-    """Time each of torch's CPU kernels for x @ weight.T + bias on these inputs (at most 256 of their rows) and return
-    the fastest. A kernel this machine cannot run, or whose result is not F.linear's up to rounding, is never taken."""
-    sample = x.reshape(-1, x.shape[-1])[:256]
-    expected = F.linear(sample, weight, bias)
-    candidates = [_matrix_vector] if sample.shape[0] == 1 else []
-    if torch.backends.mkldnn.is_available() and x.dtype in (torch.float32, torch.bfloat16):
-        candidates.append(_onednn)
-    tolerance = 1e-4 if x.dtype == torch.float32 else 5e-2
-    seconds = {}
-    for kernel in [F.linear, *candidates]:
-        try:
-            if kernel is F.linear or torch.allclose(kernel(sample, weight, bias), expected, rtol=tolerance,
-                                                    atol=tolerance):
-                seconds[kernel] = math.inf
-        except RuntimeError:  # e.g. oneDNN has no kernel for this dtype on this CPU
-            pass
-    for _ in range(3):  # the candidates in turn, so that a passing load slows each of them
-        for kernel in seconds:
-            start = time.perf_counter()
-            kernel(sample, weight, bias)
-            seconds[kernel] = min(seconds[kernel], time.perf_counter() - start)
-    return min(seconds, key=seconds.get)
+@functools.cache
+def _cpu_has(feature: str) -> bool:
+    """Whether this CPU and torch build offer `feature`: "onednn" (checked by running it once against F.linear) or
+    "amx" (Intel's matrix tiles)."""
+    if feature == "amx":
+        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    if not torch.backends.mkldnn.is_available():
+        return False
+    x, weight, bias = torch.randn(3, 16), torch.randn(8, 16), torch.randn(8)
+    try:
+        return torch.allclose(_onednn(x, weight, bias), F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
+    except RuntimeError:
+        return False
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """`_onednn` with gradients: its forward, and the backward products autograd would run for F.linear."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad = grad_output.reshape(-1, grad_output.shape[-1])  # (N, out)
+        grad_x = (grad @ weight).view(x.shape) if ctx.needs_input_grad[0] else None  # (N, out) @ (out, in)
+        grad_weight = grad.T @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None  # (out, N) @ (N, in)
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
 
 
 class Linear(nn.Linear):
-    """nn.Linear, with the fastest of torch's CPU kernels for inference on this machine.
+    """nn.Linear, with the faster of torch's CPU kernels where F.linear is slow.
 
-    Which of torch's CPU matrix products is fastest depends on the CPU and the shape, by up to 2x. On one of our CI
-    machines (AMD, AVX-512 BF16) `F.linear` reads one row's float32 weights at 11 GB/s and oneDNN's inner product at
-    25 GB/s; on another (Intel, AMX) `torch.addmv` multiplied one bf16 row 1.3x faster than `F.linear`. So on a CPU,
-    in inference (no gradient wanted), the first product of each dtype, weight shape and number of rows (one, up to
-    32, more) times `F.linear`, `torch.addmv` (one row) and oneDNN's inner product on these inputs, and that shape
-    keeps the fastest in `Linear.kernels` (cuDNN's benchmark mode, for matrix products). They agree to rounding; set
-    `Linear.choose_kernels = False` for F.linear always. Training (gradients), autocast, a GPU, a compiled, exported
-    or traced graph, and weights that a quantiser or tensor parallelism replaced by a tensor subclass take F.linear, as
-    nn.Linear does. The same weights, names and state dict as nn.Linear (a subclass, so quantisers, PEFT and
-    tensor-parallel plans find it); benchmarks/RESULTS.md has the numbers.
+    On a CPU, torch's `F.linear` hands float32 to MKL and bfloat16 to oneDNN, and neither is the fastest everywhere.
+    On one of our CI machines (AMD, AVX-512 BF16) F.linear reads one row's float32 weights at 11 GB/s and oneDNN's
+    inner product at 25 GB/s, and at 256 rows oneDNN is 1.3-1.5x MKL; on another (Intel, AMX) oneDNN multiplied one
+    bf16 row 1.3x slower than `torch.addmv`, since its matrix tiles are wasted on a single row. So, on a CPU:
+    float32 goes through oneDNN's inner product (in training too, with the same backward products as F.linear), and
+    a single bf16 row on a CPU with AMX through `torch.addmv`; the rest takes F.linear. The choice follows from the
+    dtype, the row count and the CPU alone, so a run repeats exactly. Autocast, a GPU, a compiled, exported or traced
+    graph, and weights that a quantiser or tensor parallelism replaced by a tensor subclass take F.linear, as
+    nn.Linear does, and so does everything with `Linear.use_cpu_kernels = False`. The same weights, names and state
+    dict as nn.Linear (a subclass, so quantisers, PEFT and tensor-parallel plans find it); the kernels agree to
+    rounding. benchmarks/RESULTS.md has the numbers.
     """
 
-    choose_kernels: ClassVar[bool] = True
-    # (dtype, weight shape, bias?, rows: 1 / 2-32 / more) -> the kernel that was fastest for it in this process
-    kernels: ClassVar[dict[tuple, Callable]] = {}
+    use_cpu_kernels: ClassVar[bool] = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.product(x, self.weight, self.bias)
 
     @classmethod
     def product(cls, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ weight.T + bias: in inference on a CPU by the kernel fastest for this shape here, else by F.linear."""
-        if not cls._may_choose(x, weight, bias):
+        """x @ weight.T + bias, by the kernel that `Linear` picks for these tensors."""
+        if not cls._plain_cpu(x, weight):
             return F.linear(x, weight, bias)
-        rows = x.shape[:-1].numel()
-        key = (x.dtype, tuple(weight.shape), bias is not None, 1 if rows == 1 else 32 if rows <= 32 else math.inf)
-        kernel = cls.kernels.get(key)
-        if kernel is None:
-            kernel = cls.kernels[key] = _fastest_kernel(x, weight, bias)
-        return kernel(x, weight, bias)
+        if x.dtype == torch.float32 and _cpu_has("onednn"):
+            wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                                      or (bias is not None and bias.requires_grad))
+            return _OneDNNLinear.apply(x, weight, bias) if wants_grad else _onednn(x, weight, bias)
+        if x.dtype == torch.bfloat16 and x.shape[:-1].numel() == 1 and _cpu_has("amx"):
+            return _matrix_vector(x, weight, bias)
+        return F.linear(x, weight, bias)
 
     @classmethod
-    def _may_choose(cls, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
-        """Plain CPU tensors of one dtype, no gradient wanted, no autocast, no graph compiled, exported or traced."""
-        if not cls.choose_kernels or torch.compiler.is_compiling() or torch.compiler.is_exporting() or \
+    def _plain_cpu(cls, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Plain CPU tensors of one dtype, no autocast, no graph compiled, exported or traced."""
+        if not cls.use_cpu_kernels or torch.compiler.is_compiling() or torch.compiler.is_exporting() or \
                 torch.jit.is_tracing() or torch.is_autocast_enabled("cpu"):
             return False
-        if type(x) is not torch.Tensor or type(weight.data) is not torch.Tensor or x.device.type != "cpu" or \
-                x.dtype != weight.dtype or x.numel() == 0:
-            return False
-        return not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
-                                                   or (bias is not None and bias.requires_grad))
+        return type(x) is torch.Tensor and type(weight.data) is torch.Tensor and x.device.type == "cpu" and \
+            x.dtype == weight.dtype and x.numel() > 0
 
 
 class FeedForward(nn.Module):

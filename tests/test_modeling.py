@@ -193,9 +193,9 @@ def test_config_preset_builds_on_meta_for_all_sizes():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_cpu_kernels_equal_f_linear(dtype, bias):
-    # Each CPU kernel Linear may pick (addmv for one row, oneDNN's inner product) and Linear itself, in inference and
-    # in training, give F.linear's numbers up to rounding, in every shape a caller may pass.
-    from gpt_scratch.modeling_gpt_scratch import Linear, _matrix_vector, _onednn
+    # Each CPU kernel Linear may take (oneDNN's inner product, with and without gradients; addmv for one row) and
+    # Linear itself give F.linear's numbers and gradients up to rounding, in every shape a caller may pass.
+    from gpt_scratch.modeling_gpt_scratch import Linear, _matrix_vector, _onednn, _OneDNNLinear
 
     torch.manual_seed(0)
     layer = Linear(48, 80, bias=bias).to(dtype)
@@ -203,54 +203,62 @@ def test_linear_cpu_kernels_equal_f_linear(dtype, bias):
     for shape in ((1, 1, 48), (1, 48), (48,), (3, 1, 48), (1, 5, 48), (2, 40, 48)):
         x = torch.randn(shape, dtype=dtype, requires_grad=True)
         expected = F.linear(x, layer.weight, layer.bias)
+        grads = torch.autograd.grad(expected.float().square().sum(), [x, *layer.parameters()])
         kernels = [_onednn] + ([_matrix_vector] if x.shape[:-1].numel() == 1 else [])
         with torch.no_grad():
             for kernel in kernels:
                 assert_close(kernel(x, layer.weight, layer.bias), expected, atol=tolerance, rtol=tolerance)
-            inference = layer(x)
-        assert inference.shape == expected.shape == (*shape[:-1], 80)
-        assert_close(inference, expected, atol=tolerance, rtol=tolerance)
-        out = layer(x)  # gradients wanted: F.linear
-        assert_close(out, expected, atol=0, rtol=0)
-        (grad,) = torch.autograd.grad(out.float().sum(), x)
-        assert_close(grad, layer.weight.sum(0).expand(shape), atol=tolerance, rtol=tolerance)
+            assert_close(layer(x), expected, atol=tolerance, rtol=tolerance)
+        for product in (layer, lambda x: _OneDNNLinear.apply(x, layer.weight, layer.bias)):
+            out = product(x)
+            assert out.shape == expected.shape == (*shape[:-1], 80)
+            assert_close(out, expected, atol=tolerance, rtol=tolerance)
+            for grad, want in zip(torch.autograd.grad(out.float().square().sum(), [x, *layer.parameters()]), grads):
+                assert_close(grad, want, atol=tolerance * 10, rtol=tolerance)
 
 
-def test_linear_keeps_the_fastest_kernel_that_agrees(monkeypatch):
-    # In inference each (dtype, shape, bias, rows) times the candidates once and keeps one; a kernel that fails or
-    # gives other numbers on this machine is never kept, however fast; training, autocast and choose_kernels=False
-    # always take F.linear.
+def test_linear_picks_its_cpu_kernel_by_dtype_rows_and_cpu(monkeypatch):
+    # float32 on a CPU: oneDNN (in training too); one bf16 row: addmv on a CPU with AMX, else F.linear; autocast,
+    # use_cpu_kernels=False and a CPU where oneDNN fails its check: F.linear. The choice never depends on timing.
     from gpt_scratch import modeling_gpt_scratch as modeling
 
-    monkeypatch.setattr(modeling.Linear, "kernels", {})
+    calls = []
+    onednn, matrix_vector = modeling._onednn, modeling._matrix_vector
+    monkeypatch.setattr(modeling, "_onednn", lambda *args: calls.append("onednn") or onednn(*args))
+    monkeypatch.setattr(modeling, "_matrix_vector", lambda *args: calls.append("addmv") or matrix_vector(*args))
+    has = {"onednn": True, "amx": False}
+    monkeypatch.setattr(modeling, "_cpu_has", lambda feature: has[feature])
     layer = modeling.Linear(48, 80)
-    x = torch.randn(1, 48)
+    row, rows = torch.randn(1, 48), torch.randn(7, 48)
+
+    def kernels(layer, x, **autocast):
+        calls.clear()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(autocast)):
+            layer(x)
+        return calls[:]
+
+    assert kernels(layer, row) == kernels(layer, rows) == ["onednn"]  # the weight wants gradients: training
     with torch.no_grad():
-        layer(x)
-        layer(torch.randn(7, 48))
-        layer(torch.randn(100, 48))
-    assert set(modeling.Linear.kernels) == {(torch.float32, (80, 48), True, rows) for rows in (1, 32, math.inf)}
-    assert set(modeling.Linear.kernels.values()) <= {F.linear, modeling._matrix_vector, modeling._onednn}
+        assert kernels(layer, rows) == ["onednn"]
+        assert kernels(layer, row, autocast=True) == []
+        bf16 = modeling.Linear(48, 80).to(torch.bfloat16)
+        assert kernels(bf16, row.bfloat16()) == kernels(bf16, rows.bfloat16()) == []
+        has["amx"] = True
+        assert kernels(bf16, row.bfloat16()) == ["addmv"] and kernels(bf16, rows.bfloat16()) == []
+        has["onednn"] = False
+        assert kernels(layer, rows) == []
+        has["onednn"] = True
+        monkeypatch.setattr(modeling.Linear, "use_cpu_kernels", False)
+        assert kernels(layer, row) == kernels(bf16, row.bfloat16()) == []
 
-    def wrong(x, weight, bias):  # the fastest of all, and wrong
-        return torch.zeros(*x.shape[:-1], weight.shape[0], dtype=x.dtype)
 
-    def broken(x, weight, bias):
-        raise RuntimeError("could not create a primitive descriptor")
+def test_onednn_is_used_only_where_it_runs_and_agrees(monkeypatch):
+    from gpt_scratch import modeling_gpt_scratch as modeling
 
-    for fake in (wrong, broken):
-        monkeypatch.setattr(modeling.Linear, "kernels", {})
+    assert modeling._cpu_has("onednn") == torch.backends.mkldnn.is_available()  # this machine's torch has it
+    for fake in (lambda *args: torch.zeros(3, 8), lambda *args: (_ for _ in ()).throw(RuntimeError("no primitive"))):
+        modeling._cpu_has.cache_clear()
         monkeypatch.setattr(modeling, "_onednn", fake)
-        monkeypatch.setattr(modeling, "_matrix_vector", fake)
-        with torch.no_grad():
-            assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
-        assert modeling.Linear.kernels[(torch.float32, (80, 48), True, 1)] is F.linear
-
-    monkeypatch.setattr(modeling.Linear, "kernels", {})
-    layer(x)  # the weight wants gradients
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert layer(x).dtype == torch.bfloat16
-    monkeypatch.setattr(modeling.Linear, "choose_kernels", False)
-    with torch.no_grad():
-        layer(x)
-    assert modeling.Linear.kernels == {}
+        assert not modeling._cpu_has("onednn")
+    monkeypatch.undo()
+    modeling._cpu_has.cache_clear()
