@@ -140,7 +140,7 @@ class Linear(nn.Linear):
     On a CPU, torch's `F.linear` hands float32 to MKL and bfloat16 to oneDNN, and neither is the fastest everywhere.
     On one of our CI machines (AMD, AVX-512 BF16) F.linear reads one row's float32 weights at 11 GB/s and oneDNN's
     inner product at 25 GB/s, and at 256 rows oneDNN is 1.3-1.5x MKL; on another (Intel, AMX) oneDNN multiplied one
-    bf16 row 1.3x slower than `torch.addmv`, since its matrix tiles are wasted on a single row. So, on a CPU:
+    bf16 row 1.3x slower than `torch.addmv` (we think because its AMX tiles are made for many rows). So, on a CPU:
     float32 goes through oneDNN's inner product (in training too, with the same backward products as F.linear), and
     a single bf16 row on a CPU with AMX through `torch.addmv`; the rest takes F.linear. The choice follows from the
     dtype, the row count and the CPU alone, so a run repeats exactly. Autocast, a GPU, a compiled, exported or traced
