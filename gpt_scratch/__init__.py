@@ -5,6 +5,10 @@ models' `from_pretrained` read transformers GPT-2 checkpoints (through `register
 called again).
 """
 
+import importlib.abc
+import importlib.util
+import sys
+
 from .configuration_gpt_scratch import PRESET_NAMES, TRANSFORMERS_REQUIREMENT, GPTScratchConfig
 from .data import TokenWindowDataset, collate_windows, tokenize_file
 from .hub import HubPushError, push_to_hub
@@ -47,16 +51,42 @@ LORA_TARGET_MODULES = ["W_query", "W_key", "W_value"]
 
 
 def _register_lora_targets() -> None:
-    """Add LORA_TARGET_MODULES to PEFT's table of defaults (keyed by model_type), where PEFT is installed."""
-    import importlib.util
+    """Add LORA_TARGET_MODULES to PEFT's table of defaults (keyed by model_type) when PEFT is imported.
 
-    if importlib.util.find_spec("peft") is None:  # not installed: nothing to register, and nothing imported
-        return
-    try:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as lora_defaults
-    except ImportError:  # a PEFT that does not import (or moved its table): LoraConfig then needs target_modules
-        return
-    lora_defaults.setdefault(GPTScratchConfig.model_type, list(LORA_TARGET_MODULES))
+    Importing PEFT takes about 0.16 s, so `import gpt_scratch` does not: where PEFT is not imported yet, a finder on
+    sys.meta_path adds the defaults as PEFT's constants module is first imported, and then removes itself."""
+    if "peft.utils.constants" in sys.modules:
+        _add_lora_targets(sys.modules["peft.utils.constants"])
+    elif importlib.util.find_spec("peft") is not None and not any(
+            isinstance(finder, _LoraTargetsOnImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _LoraTargetsOnImport())
+
+
+def _add_lora_targets(constants) -> None:
+    # A PEFT that moved its table: LoraConfig then needs target_modules, as for any model PEFT does not know.
+    lora_defaults = getattr(constants, "TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING", None)
+    if isinstance(lora_defaults, dict):
+        lora_defaults.setdefault(GPTScratchConfig.model_type, list(LORA_TARGET_MODULES))
+
+
+class _LoraTargetsOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: when `peft.utils.constants` is imported, it lets the usual finders find it, and runs
+    `_add_lora_targets` on the module once it has loaded."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "peft.utils.constants":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            load = spec.loader.exec_module
+
+            def load_and_register(module) -> None:
+                load(module)
+                _add_lora_targets(module)
+
+            spec.loader.exec_module = load_and_register
+        return spec
 
 
 register()

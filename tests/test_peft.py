@@ -1,5 +1,8 @@
 """PEFT's LoRA on our model: default target modules, "all-linear", train -> save -> reload -> merge."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import THE_VERDICT, greedy, sharpen, tiny_config
@@ -30,6 +33,29 @@ def test_lora_needs_no_target_modules_and_all_linear_skips_the_head(base):
     assert adapted(get_peft_model(GPTScratchForCausalLM(model.config), LoraConfig(r=4))) == set(LORA_TARGET_MODULES)
     everything = get_peft_model(GPTScratchForCausalLM(model.config), LoraConfig(r=4, target_modules="all-linear"))
     assert adapted(everything) == LINEAR_NAMES  # every Linear of the blocks; lm_head stays whole
+
+
+@pytest.mark.parametrize("order", ["gpt_scratch first", "peft first"])
+def test_lora_defaults_register_without_importing_peft(order):
+    # `import gpt_scratch` does not import PEFT (0.16 s); LoRA's defaults appear whichever of the two comes first.
+    imports = ["import gpt_scratch", "import peft"] if order == "gpt_scratch first" else ["import peft",
+                                                                                          "import gpt_scratch"]
+    script = "\n".join([
+        "import sys",
+        imports[0],
+        "print('peft' in sys.modules)",
+        imports[1],
+        "from peft import LoraConfig, get_peft_model",
+        "from gpt_scratch import GPTScratchConfig, GPTScratchForCausalLM",
+        "model = GPTScratchForCausalLM(GPTScratchConfig(vocab_size=64, context_length=8, emb_dim=16, n_heads=2,"
+        " n_layers=1))",
+        "print(sorted({n.rsplit('.', 1)[-1] for n, m in get_peft_model(model, LoraConfig(r=2)).named_modules()"
+        " if hasattr(m, 'lora_A')}))",
+    ])
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    lines = run.stdout.split("\n")
+    assert lines[0] == ("False" if order == "gpt_scratch first" else "True")
+    assert lines[1] == str(sorted(LORA_TARGET_MODULES))
 
 
 def test_train_save_reload_and_merge(base, tmp_path):
