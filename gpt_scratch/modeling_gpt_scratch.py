@@ -95,11 +95,8 @@ def _onednn(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
 
 
 @functools.cache
-def _cpu_has(feature: str) -> bool:
-    """Whether this CPU and torch build offer `feature`: "onednn" (checked by running it once against F.linear) or
-    "amx" (Intel's matrix tiles)."""
-    if feature == "amx":
-        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+def _onednn_runs() -> bool:
+    """Whether this torch build has oneDNN and its inner product agrees with F.linear here (checked once)."""
     if not torch.backends.mkldnn.is_available():
         return False
     x, weight, bias = torch.randn(3, 16), torch.randn(8, 16), torch.randn(8)
@@ -107,6 +104,12 @@ def _cpu_has(feature: str) -> bool:
         return torch.allclose(_onednn(x, weight, bias), F.linear(x, weight, bias), rtol=1e-4, atol=1e-4)
     except RuntimeError:
         return False
+
+
+@functools.cache
+def _has_amx() -> bool:
+    """Whether this CPU has Intel's AMX matrix tiles."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -160,11 +163,11 @@ class Linear(nn.Linear):
         """x @ weight.T + bias, by the kernel that `Linear` picks for these tensors."""
         if not cls._plain_cpu(x, weight):
             return F.linear(x, weight, bias)
-        if x.dtype == torch.float32 and _cpu_has("onednn"):
+        if x.dtype == torch.float32 and _onednn_runs():
             wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                                       or (bias is not None and bias.requires_grad))
             return _OneDNNLinear.apply(x, weight, bias) if wants_grad else _onednn(x, weight, bias)
-        if x.dtype == torch.bfloat16 and x.shape[:-1].numel() == 1 and _cpu_has("amx"):
+        if x.dtype == torch.bfloat16 and x.shape[:-1].numel() == 1 and _has_amx():
             return _matrix_vector(x, weight, bias)
         return F.linear(x, weight, bias)
 

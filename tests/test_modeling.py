@@ -227,7 +227,8 @@ def test_linear_picks_its_cpu_kernel_by_dtype_rows_and_cpu(monkeypatch):
     monkeypatch.setattr(modeling, "_onednn", lambda *args: calls.append("onednn") or onednn(*args))
     monkeypatch.setattr(modeling, "_matrix_vector", lambda *args: calls.append("addmv") or matrix_vector(*args))
     has = {"onednn": True, "amx": False}
-    monkeypatch.setattr(modeling, "_cpu_has", lambda feature: has[feature])
+    monkeypatch.setattr(modeling, "_onednn_runs", lambda: has["onednn"])
+    monkeypatch.setattr(modeling, "_has_amx", lambda: has["amx"])
     layer = modeling.Linear(48, 80)
     row, rows = torch.randn(1, 48), torch.randn(7, 48)
 
@@ -255,10 +256,10 @@ def test_linear_picks_its_cpu_kernel_by_dtype_rows_and_cpu(monkeypatch):
 def test_onednn_is_used_only_where_it_runs_and_agrees(monkeypatch):
     from gpt_scratch import modeling_gpt_scratch as modeling
 
-    assert modeling._cpu_has("onednn") == torch.backends.mkldnn.is_available()  # this machine's torch has it
+    assert modeling._onednn_runs() == torch.backends.mkldnn.is_available()  # this machine's torch has it
     for fake in (lambda *args: torch.zeros(3, 8), lambda *args: (_ for _ in ()).throw(RuntimeError("no primitive"))):
-        modeling._cpu_has.cache_clear()
+        modeling._onednn_runs.cache_clear()
         monkeypatch.setattr(modeling, "_onednn", fake)
-        assert not modeling._cpu_has("onednn")
+        assert not modeling._onednn_runs()
     monkeypatch.undo()
-    modeling._cpu_has.cache_clear()
+    modeling._onednn_runs.cache_clear()
